@@ -264,13 +264,51 @@ def _truncate(text: str, hi: int) -> str:
 
 
 class _Pool:
-    """Blocks (ready documents, with sources) plus units (smaller pieces used to compose
-    further documents once the blocks run out)."""
+    """Blocks (ready documents, with sources) plus units (sentences or paragraphs, in source
+    order) used to compose further documents once the blocks run out.
 
-    def __init__(self, blocks: list[Record], units: list[Record], lo: int, hi: int, sep: str):
+    A composed document is a sequence of short runs of consecutive units starting at random
+    positions, so it reads locally coherent while two composed documents rarely share more
+    than a sentence or two. ``para`` (min, max) regroups the units into paragraphs of that many
+    units; otherwise units are joined with ``sep``.
+    """
+
+    def __init__(
+        self,
+        blocks: list[Record],
+        units: list[Record],
+        lo: int,
+        hi: int,
+        sep: str,
+        run: tuple[int, int] = (1, 3),
+        para: tuple[int, int] | None = None,
+    ):
         if not blocks or not units:
             raise RuntimeError("curate.testing.textgen: no source text found in this Python installation")
         self.blocks, self.units, self.lo, self.hi, self.sep = blocks, units, lo, hi, sep
+        self.run, self.para = run, para
+
+    def _compose(self, rng: np.random.Generator) -> Record:
+        parts: list[str] = []
+        size = 0
+        first = ""
+        while size < self.lo or len(parts) < 2:
+            start = int(rng.integers(len(self.units)))
+            run = int(rng.integers(self.run[0], self.run[1] + 1))
+            for src, u in self.units[start : start + run]:
+                first = first or src
+                parts.append(u)
+                size += len(u) + len(self.sep)
+        if self.para:
+            pars, i = [], 0
+            while i < len(parts):
+                k = int(rng.integers(self.para[0], self.para[1] + 1))
+                pars.append(" ".join(parts[i : i + k]))
+                i += k
+            text = "\n\n".join(pars)
+        else:
+            text = self.sep.join(parts)
+        return first, _truncate(text, self.hi)
 
     def draw(self, n: int, rng: np.random.Generator) -> list[Record]:
         out: list[Record] = []
@@ -280,20 +318,12 @@ class _Pool:
         seen = {t for _s, t in out}
         attempts = 0
         while len(out) < n:
-            parts: list[str] = []
-            size = 0
-            first = None
-            while size < self.lo or len(parts) < 2:
-                src, u = self.units[int(rng.integers(len(self.units)))]
-                first = first or src
-                parts.append(u)
-                size += len(u) + len(self.sep)
-            text = _truncate(self.sep.join(parts), self.hi)
+            src, text = self._compose(rng)
             attempts += 1
             if text in seen and attempts < 20 * n:  # avoid exact repeats while we can
                 continue
             seen.add(text)
-            out.append((first or "", text))
+            out.append((src, text))
         return out
 
 
@@ -333,14 +363,23 @@ def _prose_units() -> tuple[Record, ...]:
     return tuple(out)
 
 
+_SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+@functools.lru_cache(maxsize=1)
+def _prose_sentences() -> tuple[Record, ...]:
+    return tuple((src, s) for src, p in _prose_units() for s in _SENT_RE.split(p) if s)
+
+
 @functools.lru_cache(maxsize=None)
 def _pool(kind: str) -> _Pool:
     if kind == "paragraphs":
-        units = list(_prose_units())
-        return _Pool(_group_consecutive(units, 300, 2500, " "), units, 300, 2500, " ")
+        units, sents = list(_prose_units()), list(_prose_sentences())
+        return _Pool(_group_consecutive(units, 300, 2500, " "), sents, 300, 2500, " ")
     if kind == "prose":
-        units = list(_prose_units())
-        return _Pool(_group_consecutive(units, 1200, 5000, "\n\n"), units, 1200, 5000, "\n\n")
+        units, sents = list(_prose_units()), list(_prose_sentences())
+        blocks = _group_consecutive(units, 1200, 5000, "\n\n")
+        return _Pool(blocks, sents, 1200, 5000, "\n\n", run=(2, 4), para=(3, 7))
     if kind == "code_docs":
         entries: list[Record] = []
         for module, header, doc in _docstrings():
