@@ -1,0 +1,418 @@
+"""MinHash signatures over whole batches of documents.
+
+Normalization and shingling (shared by every scheme):
+
+1. ``unicodedata.normalize("NFKC", text).lower()``;
+2. words are maximal runs of Unicode letters and digits (``[^\\W_]+``): punctuation,
+   underscores and whitespace all separate words;
+3. shingles are the *set* of consecutive ``ngram``-word windows. A document with at
+   least one but fewer than ``ngram`` words has exactly one shingle (all its words);
+   a document with no word at all has no shingle and no signature (it is never a
+   near-duplicate of anything).
+
+This is the definition the exact-Jaccard ground truth of the benchmarks uses, so a
+``verify_jaccard`` check measures the same quantity the metric does.
+
+Two signature schemes:
+
+* ``fast`` (default): words are hashed to 64 bits and combined into 64-bit shingle
+  hashes inside a numba kernel that runs over the UTF-8 bytes of a whole batch; each of
+  the ``num_perm`` permutations is the affine map ``a*h + b mod 2^64`` (odd ``a``)
+  of the avalanche-mixed shingle hash. ASCII documents never leave the kernel (the
+  kernel lowercases and splits them itself); others are normalized in Python first.
+* ``datasketch``: bit-identical to ``datasketch.MinHash`` 2.x over the same shingles
+  (UTF-8 of the words joined by single spaces), seed and ``num_perm``, for its
+  ``affine32`` (2.x default), ``affine64`` and ``legacy`` permutation schemes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Sequence
+
+import numba as nb
+import numpy as np
+
+_WORD_RE = re.compile(r"[^\W_]+")
+U64 = np.uint64
+MAX64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+MERSENNE61 = np.uint64((1 << 61) - 1)
+MAX32 = np.uint64(0xFFFFFFFF)
+DATASKETCH_VARIANTS = ("affine32", "affine64", "legacy")
+
+
+# ----------------------------------------------------------------------------------------
+# normalization
+# ----------------------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    """The normalized words of ``text`` (NFKC, lowercase, runs of letters/digits)."""
+    if text.isascii():
+        return _WORD_RE.findall(text.lower())
+    return _WORD_RE.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def shingle_strings(text: str, ngram: int = 5) -> set[str]:
+    """The set of word ``ngram``-shingles of ``text`` joined by single spaces (reference)."""
+    w = words(text)
+    if not w:
+        return set()
+    if len(w) < ngram:
+        return {" ".join(w)}
+    return {" ".join(w[i : i + ngram]) for i in range(len(w) - ngram + 1)}
+
+
+def exact_jaccard(a: str, b: str, ngram: int = 5) -> float:
+    """Exact Jaccard of two texts' shingle sets (slow reference; 0.0 if both are empty)."""
+    sa, sb = shingle_strings(a, ngram), shingle_strings(b, ngram)
+    if not sa and not sb:
+        return 0.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def _encode_batch(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the texts' bytes for the kernel: ASCII as is, others pre-normalized."""
+    parts: list[bytes] = []
+    for t in texts:
+        if t is None:
+            parts.append(b"")
+        elif t.isascii():
+            parts.append(t.encode("ascii"))
+        else:
+            parts.append(" ".join(_WORD_RE.findall(unicodedata.normalize("NFKC", t).lower())).encode("utf-8"))
+    lens = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    buf = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    return buf, offsets
+
+
+# ----------------------------------------------------------------------------------------
+# numba kernels (fast scheme)
+# ----------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, inline="always")
+def _fmix64(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@nb.njit(cache=True)
+def _shingle_hashes(buf, offsets, ngram, seed):
+    """Flat 64-bit shingle hashes of every document and their per-document offsets."""
+    n = offsets.shape[0] - 1
+    cap = buf.shape[0] // 2 + n + 1
+    tok = np.empty(cap, dtype=np.uint64)
+    out = np.empty(cap, dtype=np.uint64)
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    fnv = np.uint64(0x100000001B3)
+    mul = np.uint64(0x9E3779B97F4A7C15)
+    pos = 0
+    for d in range(n):
+        ntok = 0
+        h = seed
+        intok = False
+        for i in range(offsets[d], offsets[d + 1]):
+            c = buf[i]
+            if c >= 0x80 or (c >= 48 and c <= 57) or (c >= 97 and c <= 122) or (c >= 65 and c <= 90):
+                if c >= 65 and c <= 90:
+                    c += 32
+                if not intok:
+                    intok = True
+                    h = seed
+                h = (h ^ np.uint64(c)) * fnv
+            elif intok:
+                tok[ntok] = _fmix64(h)
+                ntok += 1
+                intok = False
+        if intok:
+            tok[ntok] = _fmix64(h)
+            ntok += 1
+        if ntok == 0:
+            out_off[d + 1] = pos
+            continue
+        if ntok < ngram:
+            acc = seed
+            for j in range(ntok):
+                acc = _fmix64(acc * mul + tok[j])
+            out[pos] = acc
+            pos += 1
+        else:
+            for s in range(ntok - ngram + 1):
+                acc = seed
+                for j in range(ngram):
+                    acc = _fmix64(acc * mul + tok[s + j])
+                out[pos] = acc
+                pos += 1
+        out_off[d + 1] = pos
+    return out[:pos].copy(), out_off
+
+
+@nb.njit(cache=True)
+def _minhash_affine64(hashes, offsets, a, b):
+    """Per-document min over shingles of ``a*h + b mod 2^64`` for every permutation."""
+    n = offsets.shape[0] - 1
+    k = a.shape[0]
+    sig = np.empty((n, k), dtype=np.uint64)
+    row = np.empty(k, dtype=np.uint64)
+    for d in range(n):
+        for j in range(k):
+            row[j] = np.uint64(0xFFFFFFFFFFFFFFFF)
+        for i in range(offsets[d], offsets[d + 1]):
+            h = hashes[i]
+            for j in range(k):
+                v = a[j] * h + b[j]
+                if v < row[j]:
+                    row[j] = v
+        for j in range(k):
+            sig[d, j] = row[j]
+    return sig
+
+
+@nb.njit(cache=True)
+def _unique_sets(hashes, offsets):
+    """Sorted unique shingle hashes per document (flat values + offsets)."""
+    n = offsets.shape[0] - 1
+    out = np.empty(hashes.shape[0], dtype=np.uint64)
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    pos = 0
+    for d in range(n):
+        seg = np.sort(hashes[offsets[d] : offsets[d + 1]])
+        for i in range(seg.shape[0]):
+            if i == 0 or seg[i] != seg[i - 1]:
+                out[pos] = seg[i]
+                pos += 1
+        out_off[d + 1] = pos
+    return out[:pos].copy(), out_off
+
+
+@nb.njit(cache=True)
+def sorted_jaccard(va, oa, ia, vb, ob, ib):
+    """Jaccard of pairs of sorted unique sets: pair ``k`` is set ``ia[k]`` of (va, oa)
+    against set ``ib[k]`` of (vb, ob). Two empty sets have Jaccard 0."""
+    m = ia.shape[0]
+    out = np.zeros(m, dtype=np.float64)
+    for k in range(m):
+        i, iend = oa[ia[k]], oa[ia[k] + 1]
+        j, jend = ob[ib[k]], ob[ib[k] + 1]
+        na, nb_ = iend - i, jend - j
+        inter = 0
+        while i < iend and j < jend:
+            x, y = va[i], vb[j]
+            if x == y:
+                inter += 1
+                i += 1
+                j += 1
+            elif x < y:
+                i += 1
+            else:
+                j += 1
+        union = na + nb_ - inter
+        out[k] = inter / union if union > 0 else 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# datasketch-compatible permutations
+# ----------------------------------------------------------------------------------------
+
+
+def _fmix32_np(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def _fmix64_np(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> U64(33))
+    h = h * U64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> U64(33))
+    h = h * U64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> U64(33))
+
+
+def datasketch_permutations(num_perm: int, seed: int, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(a, b)`` parameters datasketch 2.x draws for ``variant`` and ``seed``."""
+    gen = np.random.RandomState(seed)
+    if variant == "legacy":
+        ab = [
+            (gen.randint(1, MERSENNE61, dtype=np.uint64), gen.randint(0, MERSENNE61, dtype=np.uint64))
+            for _ in range(num_perm)
+        ]
+        arr = np.array(ab, dtype=np.uint64).T
+        return arr[0].copy(), arr[1].copy()
+    if variant == "affine32":
+        a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+        return a, b
+    if variant == "affine64":
+        a = gen.randint(0, 1 << 63, num_perm, dtype=np.uint64) * U64(2) + U64(1)
+        b = gen.randint(0, 1 << 64, num_perm, dtype=np.uint64)
+        return a, b
+    raise ValueError(f"unknown datasketch scheme {variant!r}; expected one of {DATASKETCH_VARIANTS}")
+
+
+def datasketch_signature_of_hashes(hv: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+                                   variant: str, chunk: int = 16384) -> np.ndarray:
+    """Vectorized datasketch ``update_batch`` over flat base hashes (uint64) per document.
+
+    Returns uint64 signatures (n_docs, num_perm); documents with no hash keep the
+    datasketch empty value (2^32-1 for 32-bit schemes, 2^64-1 for affine64).
+    """
+    n = len(offsets) - 1
+    k = len(a)
+    empty = MAX64 if variant == "affine64" else MAX32
+    sig = np.full((n, k), empty, dtype=np.uint64)
+    if len(hv) == 0:
+        return sig
+    if variant == "affine32":
+        base = _fmix32_np(hv.astype(np.uint32))
+    elif variant == "affine64":
+        base = _fmix64_np(hv.astype(np.uint64))
+    else:
+        base = hv.astype(np.uint64)
+    doc_of = np.repeat(np.arange(n), np.diff(offsets))
+    with np.errstate(over="ignore"):
+        for lo in range(0, len(base), chunk):
+            x = base[lo : lo + chunk]
+            if variant == "legacy":
+                p = ((x[:, None] * a[None, :] + b[None, :]) % MERSENNE61) & MAX32
+            else:
+                p = (x[:, None] * a[None, :] + b[None, :]).astype(np.uint64)
+            d = doc_of[lo : lo + chunk]
+            starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+            mins = np.minimum.reduceat(p, starts, axis=0)
+            docs = d[starts]
+            sig[docs] = np.minimum(sig[docs], mins)
+    return sig
+
+
+def sha1_hashes(shingles: Sequence[bytes], bits: int) -> np.ndarray:
+    """datasketch's default base hash (first 4 or 8 bytes of SHA-1, little endian)."""
+    nbytes = 4 if bits == 32 else 8
+    raw = b"".join(hashlib.sha1(s).digest()[:nbytes] for s in shingles)
+    return np.frombuffer(raw, dtype="<u4" if bits == 32 else "<u8").astype(np.uint64)
+
+
+# ----------------------------------------------------------------------------------------
+# public batch API
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchSignatures:
+    """Signatures of one batch: ``sig`` (n, num_perm) uint64, ``has_shingles`` (n,) bool.
+
+    ``set_values``/``set_offsets`` hold each document's sorted unique shingle hashes
+    (only when requested); ``n_shingles`` counts them per document.
+    """
+
+    sig: np.ndarray
+    has_shingles: np.ndarray
+    n_shingles: np.ndarray
+    set_values: np.ndarray | None = None
+    set_offsets: np.ndarray | None = None
+
+
+class MinHasher:
+    """Computes MinHash signatures of whole batches of texts.
+
+    ``scheme`` is ``"fast"`` or ``"datasketch"`` (then ``variant`` picks the datasketch
+    permutation scheme). ``seed`` fixes every hash and permutation.
+    """
+
+    def __init__(self, num_perm: int = 112, ngram: int = 5, seed: int = 1, scheme: str = "fast",
+                 variant: str = "affine32") -> None:
+        if num_perm < 1:
+            raise ValueError("num_perm must be >= 1")
+        if ngram < 1:
+            raise ValueError("ngram must be >= 1")
+        self.num_perm, self.ngram, self.seed, self.scheme, self.variant = num_perm, ngram, seed, scheme, variant
+        if scheme == "fast":
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0x6D696E68])))
+            self.a = rng.integers(0, 1 << 63, num_perm, dtype=np.uint64) * U64(2) + U64(1)
+            self.b = rng.integers(0, np.iinfo(np.uint64).max, num_perm, dtype=np.uint64, endpoint=True)
+        elif scheme == "datasketch":
+            self.a, self.b = datasketch_permutations(num_perm, seed, variant)
+        else:
+            raise ValueError(f"unknown scheme {scheme!r}; expected 'fast' or 'datasketch'")
+        self.hash_seed = _fmix64_np(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) + U64(0x51ED))[0]
+
+    # -- shingle hashes -------------------------------------------------------------------
+    def fast_shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Flat 64-bit shingle hashes (fast kernel) of every shingle occurrence + offsets."""
+        buf, offsets = _encode_batch(texts)
+        return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed)
+
+    def shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Flat base hashes of every shingle occurrence and per-document offsets."""
+        if self.scheme == "fast":
+            return self.fast_shingle_hashes(texts)
+        bits = 64 if self.variant == "affine64" else 32
+        counts = np.zeros(len(texts), dtype=np.int64)
+        chunks: list[np.ndarray] = []
+        for i, t in enumerate(texts):
+            sh = sorted(shingle_strings(t or "", self.ngram))
+            counts[i] = len(sh)
+            if sh:
+                chunks.append(sha1_hashes([s.encode("utf-8") for s in sh], bits))
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        flat = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
+        return flat, offsets
+
+    def signatures_of_shingles(self, docs: Sequence[Sequence[bytes]]) -> np.ndarray:
+        """datasketch-scheme signatures of explicit shingle byte strings per document.
+
+        Equivalent to ``MinHash(num_perm, seed, scheme=variant).update_batch(shingles)``
+        for each document (duplicates within a document do not change a minimum).
+        """
+        if self.scheme != "datasketch":
+            raise ValueError("signatures_of_shingles needs scheme='datasketch'")
+        bits = 64 if self.variant == "affine64" else 32
+        counts = np.array([len(d) for d in docs], dtype=np.int64)
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        flat = sha1_hashes([s for d in docs for s in d], bits) if offsets[-1] else np.zeros(0, np.uint64)
+        return datasketch_signature_of_hashes(flat, offsets, self.a, self.b, self.variant)
+
+    def signatures(self, texts: Sequence[str | None], with_sets: bool = False) -> BatchSignatures:
+        """Signatures of a batch (and, with ``with_sets``, the shingle-hash sets)."""
+        hv, off = self.shingle_hashes(texts)
+        if self.scheme == "fast":
+            sig = _minhash_affine64(hv, off, self.a, self.b)
+        else:
+            sig = datasketch_signature_of_hashes(hv, off, self.a, self.b, self.variant)
+        counts = np.diff(off)
+        out = BatchSignatures(sig=sig, has_shingles=counts > 0, n_shingles=counts)
+        if with_sets:
+            # verification sets always use 64-bit shingle hashes (no 32-bit collisions)
+            if self.scheme != "fast":
+                hv, off = self.fast_shingle_hashes(texts)
+            sv, so = _unique_sets(hv, off)
+            out.set_values, out.set_offsets = sv, so
+            out.n_shingles = np.diff(so)
+        return out
+
+    def describe(self) -> dict:
+        """What a persisted signature set depends on (stored with every index)."""
+        return {
+            "scheme": self.scheme,
+            "variant": self.variant if self.scheme == "datasketch" else None,
+            "seed": self.seed,
+            "num_perm": self.num_perm,
+            "ngram": self.ngram,
+            "hash": "fnv1a64+fmix64" if self.scheme == "fast" else ("sha1_64" if self.variant == "affine64" else "sha1_32"),
+            "normalization": "nfkc-lower-words-v1",
+        }
