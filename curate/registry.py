@@ -1,0 +1,50 @@
+"""The stage catalogue: stage name -> class.
+
+Stages are listed explicitly (no metaclass magic). Specs can name only these stages,
+never arbitrary Python.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from curate.stage import Stage
+
+# "module:Class" for every built-in stage. Keep sorted by module.
+_BUILTIN = [
+    "curate.stages.basic:LengthFilter",
+    "curate.stages.basic:Sample",
+    "curate.stages.basic:ThresholdFilter",
+    "curate.stages.basic:Union",
+    "curate.stages.exact_dedup:ExactDedup",
+]
+
+_CACHE: dict[str, type["Stage"]] | None = None
+
+
+def _load() -> dict[str, type["Stage"]]:
+    global _CACHE
+    if _CACHE is None:
+        out: dict[str, type[Stage]] = {}
+        for ref in _BUILTIN:
+            mod, cls = ref.split(":")
+            klass = getattr(importlib.import_module(mod), cls)
+            out[klass.name] = klass
+        _CACHE = dict(sorted(out.items()))
+    return _CACHE
+
+
+def stage_names() -> list[str]:
+    return list(_load())
+
+
+def get_stage_class(name: str) -> type["Stage"]:
+    """The class registered under ``name``; ``KeyError`` if there is none."""
+    return _load()[name]
+
+
+def catalogue() -> list[dict]:
+    """Every stage with its kind, docs and JSON schema (the ``curate stages`` output)."""
+    return [cls.catalogue_entry() for cls in _load().values()]

@@ -1,0 +1,39 @@
+"""Column names and the document contract.
+
+Every document row has a text column (``text`` by default, configurable per input) and
+an ``id``. When an input has no ``id`` column, curate assigns one at ingest: the
+16-hex-digit xxh3-64 of ``"<file path relative to the input's root>\\x00<row index in
+that file>"``. It is stable across runs, executors, batch sizes and however files are
+grouped into tasks; it changes only if a file is renamed or rewritten. ``source`` and
+``domain`` are carried when present; every other column passes through untouched.
+"""
+
+from __future__ import annotations
+
+TEXT = "text"
+ID = "id"
+SOURCE = "source"
+DOMAIN = "domain"
+
+# Columns written on rejected rows (the rejects sink).
+STAGE = "stage"
+REASON = "reason"
+DETAIL = "detail"
+
+# Score columns produced by scoring stages ("score, then select").
+QUALITY = "quality"
+PERPLEXITY = "perplexity"
+DSIR_LOGW = "dsir_logw"
+DUP_CLUSTER = "dup_cluster"
+DUP_CLUSTER_SIZE = "dup_cluster_size"
+DUP_KEPT = "dup_kept"
+CCNET_BUCKET = "ccnet_bucket"
+
+# Ingest reject reasons.
+NULL_TEXT = "null_text"
+EMPTY_TEXT = "empty_text"
+TOO_LONG = "too_long"
+INVALID_UTF8 = "invalid_utf8"
+
+# Columns the ingest step guarantees downstream.
+INGEST_COLUMNS = frozenset({ID})

@@ -1,0 +1,113 @@
+"""Exact (normalized-text) deduplication as a barrier stage."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from curate import schema
+from curate.stage import BarrierStage, FitContext, MapResult, ShardSet, StageParams, iter_file_batches, split_batch
+from curate.text.normalize import text_hashes
+
+
+class ExactDedupParams(StageParams):
+    normalize: bool = Field(
+        True, description="Hash NFKC-lowercased text with punctuation/whitespace folded (False: raw text)"
+    )
+
+
+class _HashMap:
+    """Shuffle map: (h, id) for every row of one part file."""
+
+    def __init__(self, text_column: str, normalize: bool, batch_size: int):
+        self.text_column, self.normalize, self.batch_size = text_column, normalize, batch_size
+
+    def __call__(self, path: str) -> pa.Table | None:
+        parts = []
+        for t in iter_file_batches(path, [schema.ID, self.text_column], self.batch_size):
+            h = text_hashes(t.column(self.text_column), self.normalize)
+            parts.append(pa.table({"h": pa.array(h, pa.uint64()), schema.ID: t.column(schema.ID)}))
+        return pa.concat_tables(parts) if parts else None
+
+
+def _reduce_dups(table: pa.Table) -> pa.Table | None:
+    """Per hash, keep the lowest id; emit (id, kept_id, cluster size) for dropped rows."""
+    order = pc.sort_indices(table, sort_keys=[("h", "ascending"), (schema.ID, "ascending")])
+    t = table.take(order)
+    h = t.column("h").to_numpy()
+    if len(h) == 0:
+        return None
+    first = np.ones(len(h), dtype=bool)
+    first[1:] = h[1:] != h[:-1]
+    group = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(h)))
+    dropped = ~first
+    if not dropped.any():
+        return None
+    ids = t.column(schema.ID)
+    kept_ids = ids.take(pa.array(starts[group[dropped]]))
+    return pa.table(
+        {
+            schema.ID: ids.filter(pa.array(dropped)),
+            "kept_id": kept_ids,
+            "cluster_size": pa.array(sizes[group[dropped]], pa.int64()),
+        }
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_drops(files: tuple[str, ...]) -> dict[Any, Any]:
+    """Dropped id -> kept id; loaded once per worker per fitted state."""
+    out: dict[Any, Any] = {}
+    for f in files:
+        t = pq.read_table(f, columns=[schema.ID, "kept_id"])
+        out.update(zip(t.column(schema.ID).to_pylist(), t.column("kept_id").to_pylist()))
+    return out
+
+
+class ExactDedup(BarrierStage):
+    """Remove exact duplicates of the normalized text, keeping the lowest id.
+
+    Fit: a hash-partitioned shuffle of (text hash, id); each partition keeps the
+    lowest id per hash. Apply: rejects the others with reason `exact_duplicate`
+    and the kept id as detail.
+    """
+
+    name = "exact_dedup"
+    Params = ExactDedupParams
+
+    def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
+        files = [f for name in self.data_inputs(list(inputs)) for f in inputs[name].files]
+        outs = ctx.shuffle(
+            files,
+            _HashMap(self.text_column, self.params.normalize, ctx.batch_size),
+            "h",
+            _reduce_dups,
+            ctx.num_partitions,
+            name=f"{self.node_id}-exact",
+        )
+        import shutil
+        from pathlib import Path
+
+        kept = []
+        n_drop = 0
+        for o in outs:
+            dst = Path(ctx.state_dir) / Path(o).name
+            shutil.copyfile(o, dst)
+            kept.append(str(dst))
+            n_drop += pq.ParquetFile(dst).metadata.num_rows
+        return {"drop_files": kept, "stats": {"duplicates": n_drop}}
+
+    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
+        drops = _load_drops(tuple(state["drop_files"]))
+        ids = batch.column(schema.ID).to_pylist()
+        keep = np.fromiter((i not in drops for i in ids), dtype=bool, count=len(ids))
+        detail = pa.array([str(drops.get(i, "")) for i in ids], pa.string())
+        return split_batch(batch, keep, "exact_duplicate", detail)

@@ -1,0 +1,71 @@
+"""Distributed detection of duplicate ids in user-supplied id columns."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.spec import resolve_input_files
+from curate.stage import FitContext
+from curate.util import id_hashes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workers.runner import Job
+
+
+class _IdMap:
+    def __init__(self, column: str):
+        self.column = column
+
+    def __call__(self, path: str) -> pa.Table | None:
+        try:
+            t = pq.read_table(path, columns=[self.column])
+        except Exception:
+            return None  # bad shards are reported by ingest
+        ids = t.column(self.column)
+        ids = ids.filter(pc.is_valid(ids))
+        return pa.table({"h": pa.array(id_hashes(ids), pa.uint64()), "id": pc.cast(ids, pa.string())})
+
+
+def _reduce(t: pa.Table) -> pa.Table | None:
+    h = t.column("h").to_numpy()
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    dup = np.zeros(len(hs), dtype=bool)
+    dup[1:] = hs[1:] == hs[:-1]
+    if not dup.any():
+        return None
+    ids = t.column("id").take(pa.array(order[dup]))
+    return pa.table({"id": ids})
+
+
+def find_duplicate_ids(job: "Job", input_name: str) -> tuple[int, list[str]] | None:
+    """(number of duplicate occurrences, a few examples), or None if ids are assigned."""
+    inp = job.spec.inputs[input_name]
+    files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
+    if not files:
+        return None
+    try:
+        if inp.id_column not in pq.read_schema(files[0]).names:
+            return None
+    except Exception:
+        return None
+    ctx = FitContext(
+        runner=job.executor.task_runner(),
+        state_dir=job.job_dir / "_scratch" / "dupids",
+        scratch_dir=job.job_dir / "_scratch" / "dupids",
+        seed=0,
+        node_id=input_name,
+        num_partitions=job.spec.settings.shuffle_partitions,
+    )
+    outs = ctx.shuffle(files, _IdMap(inp.id_column), "h", _reduce, ctx.num_partitions, name=f"dupids-{input_name}")
+    count, examples = 0, []
+    for o in outs:
+        t = pq.read_table(o)
+        count += t.num_rows
+        examples += t.column("id").to_pylist()[: 10 - len(examples)]
+    return count, sorted(set(examples))

@@ -1,0 +1,127 @@
+"""The Ray executor.
+
+Each step is a Ray Data pipeline over its shard descriptors: ``from_items`` ->
+``map_batches(batch_format="pyarrow")``, where the map reads the shard's Parquet
+(stable ids, quarantine), runs the fused stages and writes Parquet parts atomically.
+Stages that hold a model run in an actor pool (``ActorPoolStrategy``), so models load
+once per actor. Barrier fits use plain Ray tasks through :class:`RayTaskRunner`.
+
+Shards are the unit of scheduling, retry and resume: a retried shard rewrites the
+same file names, so a worker lost mid-job never duplicates output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Sequence
+
+import pyarrow as pa
+
+from curate.stage import TaskRunner
+from workers.runner import Executor
+
+_RETRIES = 4
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to ``address`` or start an embedded Ray. Returns True if we started it.
+
+    Never shuts anything down; an already initialized Ray is reused as is.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **kwargs)
+        return False
+    ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    return True
+
+
+def _call(fn: Callable, item: Any) -> Any:
+    return fn(item)
+
+
+class RayTaskRunner(TaskRunner):
+    """Runs ``fn(item)`` as Ray tasks (retried on worker loss); results in item order."""
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        import ray
+
+        if not items:
+            return []
+        remote = ray.remote(num_cpus=1, max_retries=_RETRIES)(_call)
+        ref = ray.put(fn)
+        return ray.get([remote.remote(ref, x) for x in items])
+
+    @property
+    def parallelism(self) -> int:
+        import ray
+
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class _ShardFn:
+    """map_batches UDF: one row = one shard descriptor (JSON); returns the result (JSON)."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        results = [json.dumps(self.task(json.loads(s))) for s in batch.column("shard").to_pylist()]
+        return pa.table({"result": pa.array(results, pa.string())})
+
+
+class RayExecutor(Executor):
+    """Runs steps on a Ray cluster (embedded by default, or ``ray_address``)."""
+
+    name = "ray"
+
+    def __init__(self, ray_address: str | None = None, max_actors: int | None = None):
+        self.started = ensure_ray(ray_address)
+        self.max_actors = max_actors
+
+    def task_runner(self) -> TaskRunner:
+        return RayTaskRunner()
+
+    def run_shards(self, task, shards: list[dict], uses_model: bool, on_result: Callable[[dict], None]) -> list[dict]:
+        import ray
+        import ray.data
+
+        import logging
+        import warnings
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.execution_options.preserve_order = False
+        items = [{"shard": json.dumps(s)} for s in shards]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        if uses_model:
+            size = max(1, min(self.max_actors or cpus, len(items)))
+            ds = ds.map_batches(
+                _ShardFn,
+                fn_constructor_args=(task,),
+                batch_size=1,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
+                num_cpus=1,
+                max_restarts=-1,
+                max_task_retries=_RETRIES,
+            )
+        else:
+            ds = ds.map_batches(
+                _ShardFn(task), batch_size=1, batch_format="pyarrow", num_cpus=1, max_retries=_RETRIES
+            )
+        out = []
+        for row in ds.iter_rows():
+            r = json.loads(row["result"])
+            on_result(r)
+            out.append(r)
+        return out

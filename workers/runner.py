@@ -1,0 +1,464 @@
+"""The job driver shared by both executors: plan, fit barriers, run steps, keep the ledger.
+
+An executor supplies two things: ``run_shards(task, shards, uses_model)`` (process
+shards, possibly in parallel) and a :class:`curate.stage.TaskRunner` for barrier fits.
+Everything else (resume, the ledger, stats, the report) is the same for both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow.parquet as pq
+import xxhash
+
+import curate
+from curate import schema
+from curate.plan import Plan, Step, make_plan
+from curate.spec import PipelineSpec, SpecError, build_stage, validate_spec
+from curate.stage import FitContext, ShardSet, TaskRunner, write_json_atomic
+from workers.ingest import Shard, ShardError, list_input_shards
+
+
+class JobFailed(RuntimeError):
+    """A job could not complete; the message says why (and names the file or node)."""
+
+
+class LedgerError(JobFailed):
+    """The conservation ledger does not balance."""
+
+
+@dataclass
+class JobResult:
+    """What a finished job produced."""
+
+    job_dir: Path
+    stats: dict[str, Any]
+    ledger: dict[str, dict[str, int]]
+    outputs: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+class Executor:
+    """Backend interface (local or Ray)."""
+
+    name = "base"
+
+    def task_runner(self) -> TaskRunner:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def run_shards(self, task, shards: list[dict], uses_model: bool, on_result: Callable[[dict], None]) -> list[dict]:
+        raise NotImplementedError  # pragma: no cover
+
+
+def _fp(obj: Any) -> str:
+    return xxhash.xxh3_64_hexdigest(json.dumps(obj, sort_keys=True, default=str).encode())
+
+
+def _text_columns(ps: PipelineSpec) -> dict[str, str]:
+    """The text column each node sees (from its upstream inputs)."""
+    out = {name: inp.text_column for name, inp in ps.inputs.items()}
+    pending = list(ps.nodes)
+    for _ in range(len(pending) + 1):
+        rest = []
+        for n in pending:
+            ups = [out[i] for i in n.inputs if i in out]
+            if len(ups) == len(n.inputs):
+                out[n.id] = ups[0] if ups else schema.TEXT
+            else:
+                rest.append(n)
+        pending = rest
+    return out
+
+
+class Job:
+    """One run of a spec in a job directory."""
+
+    def __init__(
+        self,
+        spec: Any,
+        executor: Executor,
+        job_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: ProgressFn | None = None,
+    ):
+        self.spec = validate_spec(spec)
+        self.executor = executor
+        self.job_dir = Path(job_dir or self.spec.job_dir or Path("runs") / self.spec.name).resolve()
+        self.resume = resume
+        self.progress = progress
+        self.plan: Plan = make_plan(self.spec)
+        self.text_cols = _text_columns(self.spec)
+        self.node_stats: dict[str, dict[str, Any]] = {}
+        self.warnings: list[str] = []
+        self.skipped: list[dict] = []
+        self.fingerprints: dict[str, str] = {}
+        self.node_dirs: dict[str, Path] = {}
+        for x in self.plan.materialized:
+            self.node_dirs[x] = self.job_dir / "nodes" / x
+        for out in self.spec.outputs.values():
+            self.node_dirs.setdefault(out.node, Path(out.path).resolve())
+            if self.node_dirs[out.node] == self.job_dir / "nodes" / out.node:
+                self.node_dirs[out.node] = Path(out.path).resolve()
+
+    # ------------------------------------------------------------------------------
+    def run(self) -> JobResult:
+        started = time.time()
+        self._prepare_dirs()
+        write_json_atomic(self.job_dir / "spec.json", self.spec.model_dump(mode="json"))
+        write_json_atomic(self.job_dir / "plan.json", self.plan.to_dict())
+        self._progress_state: dict[str, Any] = {"state": "running", "steps": {}}
+        try:
+            shards_by_input = self._list_inputs()
+            for step in self.plan.steps:
+                self._run_step(step, shards_by_input)
+            self._copy_extra_outputs()
+            ledger = self._check_ledger()
+            self._check_duplicate_ids()
+        except Exception as e:
+            self._write_stats(started, "failed", error=str(e))
+            write_json_atomic(self.job_dir / "result.json", {"state": "failed", "error": str(e), "outputs": {}})
+            if isinstance(e, (JobFailed, SpecError, ShardError)):
+                raise
+            raise JobFailed(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}") from e
+        outputs = {name: str(Path(o.path).resolve()) for name, o in self.spec.outputs.items()}
+        stats = self._write_stats(started, "succeeded", outputs=outputs)
+        write_json_atomic(self.job_dir / "ledger.json", ledger)
+        write_json_atomic(self.job_dir / "result.json", {"state": "succeeded", "error": None, "outputs": outputs})
+        self._write_report()
+        return JobResult(self.job_dir, stats, ledger, outputs, list(self.warnings))
+
+    # ------------------------------------------------------------------------------
+    def _prepare_dirs(self) -> None:
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            for sub in ("nodes", "rejects", "state", "_done", "_scratch"):
+                shutil.rmtree(self.job_dir / sub, ignore_errors=True)
+            for f in ("stats.json", "ledger.json", "result.json", "progress.json", "report.html", "summary.json"):
+                (self.job_dir / f).unlink(missing_ok=True)
+            for d in set(self.node_dirs.values()):
+                if d.exists():
+                    for f in list(d.glob("part-*.parquet")) + list(d.glob("*.tmp")):
+                        f.unlink()
+        (self.job_dir / "INCOMPLETE").write_text("job has not finished\n")
+
+    def _list_inputs(self) -> dict[str, list[Shard]]:
+        out: dict[str, list[Shard]] = {}
+        bad_all: list[dict] = []
+        for name, inp in self.spec.inputs.items():
+            if not self.plan.consumers.get(name):
+                continue
+            shards, bad = list_input_shards(name, inp, self.spec.settings.rows_per_shard)
+            for b in bad:
+                b["input"] = name
+            bad_all += bad
+            out[name] = shards
+        if bad_all:
+            if self.spec.settings.on_bad_shard == "fail":
+                lines = "\n".join(f"  - {b['path']}: {b['problem']}" for b in bad_all)
+                raise ShardError(bad_all[0]["path"], f"bad input shard(s):\n{lines}")
+            self.skipped += bad_all
+            self.warnings += [f"skipped bad shard {b['path']}: {b['problem']}" for b in bad_all]
+        return out
+
+    def _source_shards(self, step: Step, shards_by_input: dict[str, list[Shard]]) -> list[dict]:
+        if step.source_kind == "input":
+            return [s.to_dict() for s in shards_by_input.get(step.sources[0], [])]
+        out = []
+        for src in step.sources:
+            d = self.node_dirs[src]
+            for f in sorted(d.glob("part-*.parquet")):
+                key = f.stem[len("part-"):] if len(step.sources) == 1 else xxhash.xxh3_64_hexdigest(f"{src}/{f.name}".encode())
+                out.append({"input": None, "path": str(f), "key": key, "source": src})
+        return out
+
+    def _step_fingerprint(self, step: Step, shards: list[dict]) -> str:
+        nodes = [self.spec.node(n).model_dump(mode="json") for n in step.nodes]
+        ups = [self.fingerprints.get(s, "") for s in step.depends_on]
+        inp = [(s.get("key"), s.get("fingerprint")) for s in shards] if step.source_kind == "input" else []
+        src_inputs = [self.spec.inputs[s].model_dump(mode="json") for s in step.sources if s in self.spec.inputs]
+        st = self.spec.settings
+        return _fp([nodes, ups, inp, src_inputs, self.spec.seed, st.max_doc_bytes, st.on_bad_shard, curate.__version__])
+
+    def _run_step(self, step: Step, shards_by_input: dict[str, list[Shard]]) -> None:
+        shards = self._source_shards(step, shards_by_input)
+        fp = self._step_fingerprint(step, shards)
+        self.fingerprints[step.id] = fp
+        state = None
+        if step.barrier:
+            state = self._fit(step, fp)
+        out_dir = self.node_dirs[step.output]
+        text_col = self.text_cols.get(step.output, schema.TEXT)
+        cfg = {
+            "step_id": step.id,
+            "fingerprint": fp,
+            "nodes": [self.spec.node(n).model_dump(mode="json") for n in step.nodes],
+            "barrier": step.barrier,
+            "chain": step.chain,
+            "state": state,
+            "seed": self.spec.seed,
+            "text_column": text_col,
+            "inputs": {k: v.model_dump(mode="json") for k, v in self.spec.inputs.items()},
+            "batch_size": self.spec.settings.batch_size,
+            "max_doc_bytes": self.spec.settings.max_doc_bytes,
+            "on_bad_shard": self.spec.settings.on_bad_shard,
+            "job_dir": str(self.job_dir),
+            "out_dir": str(out_dir),
+        }
+        from workers.shard_task import ShardTask, load_done
+
+        results: list[dict] = []
+        todo: list[dict] = []
+        if self.resume:
+            for s in shards:
+                rec = load_done(self.job_dir, step.id, s["key"], fp)
+                (results if rec else todo).append(rec or s)
+        else:
+            todo = shards
+        total = len(shards)
+        self._report_progress(step.id, len(results), total)
+        done_count = [len(results)]
+
+        def on_result(_r: dict) -> None:
+            done_count[0] += 1
+            self._report_progress(step.id, done_count[0], total)
+
+        t0 = time.perf_counter()
+        task = ShardTask(cfg)
+        if todo:
+            results += self.executor.run_shards(task, todo, step.uses_model, on_result)
+        wall = time.perf_counter() - t0
+        for f in out_dir.glob("*.tmp"):
+            f.unlink(missing_ok=True)
+        self._merge_results(step, results, wall)
+        try:
+            run_stats = task.run_stats() if not step.uses_model else self._model_run_stats(step)
+        except Exception:  # stats must never fail a finished step
+            run_stats = {}
+        for nid, rs in run_stats.items():
+            self.node_stats.setdefault(nid, {}).setdefault("run_stats", {}).update(rs)
+
+    def _model_run_stats(self, step: Step) -> dict[str, Any]:
+        # Model digests etc. without loading models on the driver: stages that hold a
+        # model report file facts through run_stats() without needing setup().
+        out = {}
+        for nid in step.nodes:
+            st = build_stage(self.spec.node(nid), self.spec.seed, self.text_cols.get(nid, schema.TEXT))
+            try:
+                rs = st.run_stats()
+            except Exception:
+                rs = {}
+            if rs:
+                out[nid] = rs
+        return out
+
+    def _fit(self, step: Step, fp: str) -> dict[str, Any]:
+        nid = step.barrier
+        assert nid is not None
+        state_dir = self.job_dir / "state" / nid
+        sfile = state_dir / "state.json"
+        if self.resume and sfile.exists():
+            rec = json.loads(sfile.read_text())
+            if rec.get("fingerprint") == fp:
+                self._record_fit(nid, rec["state"], rec.get("warnings", []), rec.get("fit_wall_s", 0.0))
+                return rec["state"]
+        shutil.rmtree(state_dir, ignore_errors=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        node = self.spec.node(nid)
+        stage = build_stage(node, self.spec.seed, self.text_cols.get(nid, schema.TEXT))
+        inputs = {}
+        for i in list(dict.fromkeys(node.inputs + stage.extra_inputs())):
+            files = tuple(str(f) for f in sorted(self.node_dirs[i].glob("part-*.parquet")))
+            inputs[i] = ShardSet(files=files, text_column=self.text_cols.get(i, schema.TEXT))
+        ctx = FitContext(
+            runner=self.executor.task_runner(),
+            state_dir=state_dir,
+            scratch_dir=self.job_dir / "_scratch" / nid,
+            seed=stage.seed,
+            node_id=nid,
+            text_column=stage.text_column,
+            batch_size=self.spec.settings.batch_size,
+            num_partitions=self.spec.settings.shuffle_partitions,
+        )
+        self._report_progress(f"fit:{nid}", 0, 1)
+        t0 = time.perf_counter()
+        try:
+            state = stage.fit(inputs, ctx)
+        except Exception as e:
+            raise JobFailed(f"node '{nid}' ({node.stage}): fit failed: {e}") from e
+        wall = time.perf_counter() - t0
+        shutil.rmtree(self.job_dir / "_scratch" / nid, ignore_errors=True)
+        write_json_atomic(sfile, {"fingerprint": fp, "state": state, "warnings": ctx.warnings, "fit_wall_s": wall})
+        self._record_fit(nid, state, ctx.warnings, wall)
+        self._report_progress(f"fit:{nid}", 1, 1)
+        return state
+
+    def _record_fit(self, nid: str, state: dict, warnings: list[str], wall: float) -> None:
+        ns = self.node_stats.setdefault(nid, {})
+        ns["fit_stats"] = (state or {}).get("stats")
+        ns["fit_wall_s"] = wall
+        if warnings:
+            ns.setdefault("warnings", []).extend(warnings)
+            self.warnings += [f"{nid}: {w}" for w in warnings]
+
+    def _merge_results(self, step: Step, results: list[dict], wall: float) -> None:
+        keys = ("in", "kept", "rejected", "bytes_in", "bytes_kept", "bytes_rejected", "copies_added", "wall_s", "cpu_s")
+        for r in results:
+            if r.get("skipped"):
+                self.skipped.append(r["skipped"])
+                self.warnings.append(f"skipped bad shard {r['skipped']['path']}: {r['skipped']['problem']}")
+            for nid, c in r["nodes"].items():
+                ns = self.node_stats.setdefault(nid, {})
+                for k in keys:
+                    ns[k] = ns.get(k, 0) + c.get(k, 0)
+                rb = ns.setdefault("rejects_by_reason", {})
+                for reason, n in c["rejects_by_reason"].items():
+                    rb[reason] = rb.get(reason, 0) + n
+        for nid in (step.sources if step.source_kind == "input" else []) + step.nodes:
+            ns = self.node_stats.setdefault(nid, {})
+            for k in keys:
+                ns.setdefault(k, 0)
+            ns.setdefault("rejects_by_reason", {})
+            ns["step"] = step.id
+        self.node_stats.setdefault(step.output, {})["step_wall_s"] = wall
+        self.node_stats[step.output]["shards"] = len(results)
+
+    def _copy_extra_outputs(self) -> None:
+        for name, o in self.spec.outputs.items():
+            dst = Path(o.path).resolve()
+            src = self.node_dirs[o.node]
+            if dst != src:
+                dst.mkdir(parents=True, exist_ok=True)
+                for f in src.glob("part-*.parquet"):
+                    shutil.copyfile(f, dst / f.name)
+
+    # ------------------------------------------------------------------------------
+    def _check_ledger(self) -> dict[str, dict[str, int]]:
+        """Every node: in == kept + rejected; every edge: consumer in == producer kept."""
+        ledger: dict[str, dict[str, int]] = {}
+        problems = []
+        for nid, ns in self.node_stats.items():
+            if "in" not in ns:
+                continue
+            ledger[nid] = {k: ns[k] for k in ("in", "kept", "rejected", "copies_added")}
+            if ns["in"] != ns["kept"] + ns["rejected"]:
+                problems.append(f"node '{nid}': in {ns['in']} != kept {ns['kept']} + rejected {ns['rejected']}")
+        for n in self.spec.nodes:
+            if n.id not in ledger:
+                continue
+            stage = build_stage(n, self.spec.seed)
+            data_ins = stage.data_inputs(n.inputs) if stage.kind == "barrier" else n.inputs
+            upstream = sum(ledger[i]["kept"] + ledger[i]["copies_added"] for i in data_ins if i in ledger)
+            if upstream != ledger[n.id]["in"]:
+                problems.append(f"node '{n.id}': in {ledger[n.id]['in']} != upstream kept {upstream}")
+        if problems:
+            raise LedgerError("ledger does not balance:\n" + "\n".join("  - " + p for p in problems))
+        return ledger
+
+    def _check_duplicate_ids(self) -> None:
+        """Detect duplicate ids in user-supplied id columns (assigned ids are unique)."""
+        from workers.dupids import find_duplicate_ids
+
+        for name in self.spec.inputs:
+            if name not in self.node_stats:
+                continue
+            dups = find_duplicate_ids(self, name)
+            if dups is None:
+                continue
+            count, examples = dups
+            ns = self.node_stats[name]
+            ns["duplicate_ids"] = {"count": count, "examples": examples}
+            if count:
+                msg = f"input '{name}' has {count} duplicate id value(s), e.g. {examples[:5]}"
+                if self.spec.settings.on_duplicate_ids == "fail":
+                    raise JobFailed(msg)
+                ns.setdefault("warnings", []).append(msg)
+                self.warnings.append(msg)
+
+    # ------------------------------------------------------------------------------
+    def _report_progress(self, step: str, done: int, total: int) -> None:
+        self._progress_state["steps"][step] = {"done": done, "total": total}
+        self._progress_state["nodes"] = {k: {x: v.get(x, 0) for x in ("in", "kept", "rejected")} for k, v in self.node_stats.items()}
+        try:
+            write_json_atomic(self.job_dir / "progress.json", self._progress_state)
+        except OSError:
+            pass
+        if self.progress:
+            self.progress(step, done, total)
+
+    def _write_stats(self, started: float, state: str, error: str | None = None, outputs: dict | None = None) -> dict:
+        nodes = {}
+        for name in self.spec.inputs:
+            if name in self.node_stats:
+                nodes[name] = {"stage": "input", "kind": "input", "inputs": [], **self.node_stats[name]}
+        for n in self.spec.nodes:
+            from curate.registry import get_stage_class
+
+            kind = get_stage_class(n.stage).kind
+            nodes[n.id] = {"stage": n.stage, "kind": kind, "inputs": n.inputs, **self.node_stats.get(n.id, {})}
+        for ns in nodes.values():
+            ns.setdefault("fit_stats", None)
+            ns.setdefault("run_stats", {})
+            ns.setdefault("warnings", [])
+        stats = {
+            "job": {
+                "name": self.spec.name,
+                "seed": self.spec.seed,
+                "curate_version": curate.__version__,
+                "executor": self.executor.name,
+                "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+                "finished_at": datetime.now(timezone.utc).isoformat(),
+                "wall_s": time.time() - started,
+                "state": state,
+                "error": error,
+                "job_dir": str(self.job_dir),
+            },
+            "nodes": nodes,
+            "outputs": outputs or {},
+            "skipped_shards": self.skipped,
+            "warnings": self.warnings,
+        }
+        write_json_atomic(self.job_dir / "stats.json", stats)
+        if state == "succeeded":
+            (self.job_dir / "INCOMPLETE").unlink(missing_ok=True)
+        return stats
+
+    def _write_report(self) -> None:
+        try:
+            from curate import report
+        except ImportError:
+            return
+        try:
+            report.write_report(self.job_dir)
+        except Exception as e:  # a report problem must not fail a finished job
+            self.warnings.append(f"report not written: {e}")
+
+
+def output_files(path: str | Path) -> list[str]:
+    """Part files of an output directory, sorted."""
+    return sorted(str(p) for p in Path(path).glob("part-*.parquet"))
+
+
+def read_output(path: str | Path, sort_by_id: bool = True):
+    """Read an output directory into one table (small outputs; tests and examples)."""
+    import pyarrow as pa
+
+    files = output_files(path)
+    if not files:
+        return pa.table({})
+    t = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    if sort_by_id and schema.ID in t.column_names:
+        import pyarrow.compute as pc
+
+        t = t.take(pc.sort_indices(t, sort_keys=[(schema.ID, "ascending")]))
+    return t

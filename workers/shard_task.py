@@ -1,0 +1,273 @@
+"""Process one shard through a step: [ingest] -> [barrier apply] -> fused maps -> write.
+
+Everything here runs on a worker (a Ray task/actor or the local process). Outputs are
+written to temporary names and renamed; the completion record is written last, so a
+shard is either fully committed or redone (idempotent: the same file names again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate import schema
+from curate.spec import InputSpec, NodeSpec, build_stage
+from curate.stage import MapResult, StageError, iter_file_batches, write_json_atomic
+from curate.text.normalize import utf8_bytes
+from workers.ingest import Shard, ShardError, read_shard
+
+
+class NodeCounter:
+    """Per-node ledger for one shard; merges exactly by addition."""
+
+    __slots__ = ("docs_in", "kept", "rejected", "bytes_in", "bytes_kept", "bytes_rejected", "reasons", "wall_s", "cpu_s", "copies_added")
+
+    def __init__(self) -> None:
+        self.docs_in = self.kept = self.rejected = 0
+        self.bytes_in = self.bytes_kept = self.bytes_rejected = 0
+        self.copies_added = 0
+        self.reasons: dict[str, int] = {}
+        self.wall_s = self.cpu_s = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "in": self.docs_in,
+            "kept": self.kept,
+            "rejected": self.rejected,
+            "bytes_in": self.bytes_in,
+            "bytes_kept": self.bytes_kept,
+            "bytes_rejected": self.bytes_rejected,
+            "copies_added": self.copies_added,
+            "rejects_by_reason": dict(sorted(self.reasons.items())),
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+        }
+
+
+class _Writer:
+    """Streaming Parquet writer to a temp name; casts later batches to the first schema."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        self.writer: pq.ParquetWriter | None = None
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.schema = _nonnull_schema(table.schema)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        if table.schema != self.schema:
+            table = _conform(table, self.schema)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def commit(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            finally:
+                self.tmp.unlink(missing_ok=True)
+
+
+def _nonnull_schema(s: pa.Schema) -> pa.Schema:
+    # An all-null first batch would pin a column to type null; widen it to string.
+    return pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in s])
+
+
+def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    cols = []
+    for f in target:
+        if f.name in table.column_names:
+            c = table.column(f.name)
+            cols.append(c if c.type == f.type else pc.cast(c, f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    extra = [n for n in table.column_names if n not in target.names]
+    if extra:
+        raise StageError(f"columns {extra} appeared in a later batch only; stages must add columns consistently")
+    return pa.Table.from_arrays(cols, schema=target)
+
+
+class ShardTask:
+    """Picklable step runner: ``task(shard_dict) -> result dict`` (ledger per node).
+
+    Stages are built and set up once per process (per actor for model stages).
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        self.cfg = cfg
+        self._stages: list | None = None
+        self._barrier = None
+
+    # -- set-up ----------------------------------------------------------------------
+    def _build(self) -> None:
+        if self._stages is not None:
+            return
+        cfg = self.cfg
+        nodes = {n["id"]: NodeSpec.model_validate(n) for n in cfg["nodes"]}
+        tc = cfg["text_column"]
+        if cfg.get("barrier"):
+            self._barrier = build_stage(nodes[cfg["barrier"]], cfg["seed"], tc)
+            self._barrier.ensure_setup()
+        self._stages = []
+        for nid in cfg["chain"]:
+            st = build_stage(nodes[nid], cfg["seed"], tc)
+            st.ensure_setup()
+            self._stages.append(st)
+
+    def run_stats(self) -> dict[str, Any]:
+        self._build()
+        out = {}
+        for st in ([self._barrier] if self._barrier else []) + list(self._stages or []):
+            rs = st.run_stats()
+            if rs:
+                out[st.node_id] = rs
+        return out
+
+    # -- one shard --------------------------------------------------------------------
+    def __call__(self, shard: dict[str, Any]) -> dict[str, Any]:
+        self._build()
+        cfg = self.cfg
+        key = shard["key"]
+        out_dir = Path(cfg["out_dir"])
+        rej_root = Path(cfg["job_dir"]) / "rejects"
+        batch_size = cfg["batch_size"]
+        counters: dict[str, NodeCounter] = {}
+        writers: dict[str, _Writer] = {}
+        out = _Writer(out_dir / f"part-{key}.parquet")
+        t0, c0 = time.perf_counter(), time.process_time()
+        skipped = None
+
+        def rejw(node: str) -> _Writer:
+            if node not in writers:
+                writers[node] = _Writer(rej_root / node / f"part-{key}.parquet")
+            return writers[node]
+
+        def record(node: str, batch: pa.Table, res: MapResult, dt: float, dc: float) -> None:
+            c = counters.setdefault(node, NodeCounter())
+            tc = cfg["text_column"]
+            c.docs_in += batch.num_rows
+            c.bytes_in += utf8_bytes(batch.column(tc)) if tc in batch.column_names else 0
+            kept = res.kept
+            if "mix_copy" in kept.column_names:
+                originals = pc.sum(pc.equal(kept.column("mix_copy"), 0)).as_py() or 0
+                c.copies_added += kept.num_rows - originals
+                c.kept += originals
+            else:
+                c.kept += kept.num_rows
+            c.bytes_kept += utf8_bytes(kept.column(tc)) if tc in kept.column_names else 0
+            c.wall_s += dt
+            c.cpu_s += dc
+            if res.rejected is not None and res.rejected.num_rows:
+                r = res.rejected
+                c.rejected += r.num_rows
+                c.bytes_rejected += utf8_bytes(r.column(tc)) if tc in r.column_names else 0
+                for reason, n in zip(*_value_counts(r.column(schema.REASON))):
+                    c.reasons[reason] = c.reasons.get(reason, 0) + n
+                r = r.append_column(schema.STAGE, pa.array([node] * r.num_rows, pa.string()))
+                rejw(node).write(r)
+
+        try:
+            for batch in self._batches(shard, record):
+                for st, apply in self._pipeline():
+                    w0, p0 = time.perf_counter(), time.process_time()
+                    res = apply(batch)
+                    record(st.node_id, batch, res, time.perf_counter() - w0, time.process_time() - p0)
+                    batch = res.kept
+                out.write(batch)
+            out.commit()
+            for w in writers.values():
+                w.commit()
+        except ShardError as e:
+            out.abort()
+            for w in writers.values():
+                w.abort()
+            if cfg["on_bad_shard"] != "skip":
+                raise
+            skipped = {"path": e.path, "problem": e.problem}
+            counters = {}
+        except BaseException:
+            out.abort()
+            for w in writers.values():
+                w.abort()
+            raise
+        result = {
+            "key": key,
+            "shard": shard,
+            "fingerprint": cfg["fingerprint"],
+            "nodes": {k: v.to_dict() for k, v in counters.items()},
+            "rows_out": out.rows,
+            "output": str(out.path) if out.writer is not None else None,
+            "skipped": skipped,
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
+            "pid": os.getpid(),
+        }
+        write_json_atomic(Path(cfg["job_dir"]) / "_done" / cfg["step_id"] / f"{key}.json", result)
+        return result
+
+    def _pipeline(self):
+        if self._barrier is not None:
+            b, state = self._barrier, self.cfg["state"]
+            yield b, (lambda t: b.apply(t, state))
+        for st in self._stages or []:
+            yield st, st.process
+
+    def _batches(self, shard: dict[str, Any], record):
+        cfg = self.cfg
+        if shard.get("input"):
+            sh = Shard(**shard)
+            inp = InputSpec.model_validate(cfg["inputs"][sh.input])
+            for clean, rej in read_shard(sh, inp, cfg["batch_size"], cfg["max_doc_bytes"]):
+                n_rej = 0 if rej is None else rej.num_rows
+                full = clean if rej is None else None
+                res = MapResult(clean, rej)
+                # The input "node" sees clean + quarantined rows.
+                if full is None:
+                    src = pa.concat_tables([clean, rej.drop_columns([schema.REASON, schema.DETAIL])], promote_options="permissive")
+                else:
+                    src = full
+                record(sh.input, src, res, 0.0, 0.0)
+                del n_rej
+                yield clean
+        else:
+            for t in iter_file_batches(shard["path"], None, cfg["batch_size"]):
+                yield t
+            if pq.ParquetFile(shard["path"]).metadata.num_rows == 0:
+                yield pq.read_schema(shard["path"]).empty_table()
+
+
+def _value_counts(arr: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]]:
+    vc = pc.value_counts(arr)
+    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
+
+
+def load_done(job_dir: Path, step_id: str, key: str, fingerprint: str) -> dict | None:
+    """The completion record of a shard, if it exists and matches the step fingerprint."""
+    p = Path(job_dir) / "_done" / step_id / f"{key}.json"
+    if not p.exists():
+        return None
+    try:
+        rec = json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None
+    if rec.get("fingerprint") != fingerprint:
+        return None
+    if rec.get("output") and not Path(rec["output"]).exists():
+        return None
+    return rec
