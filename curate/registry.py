@@ -19,6 +19,7 @@ _BUILTIN = [
     "curate.stages.basic:ThresholdFilter",
     "curate.stages.basic:Union",
     "curate.stages.exact_dedup:ExactDedup",
+    "curate.stages.mix:Mix",
 ]
 
 _CACHE: dict[str, type["Stage"]] | None = None
