@@ -19,7 +19,9 @@ _BUILTIN = [
     "curate.stages.basic:ThresholdFilter",
     "curate.stages.basic:Union",
     "curate.stages.exact_dedup:ExactDedup",
+    "curate.stages.fasttext_score:FastTextScore",
     "curate.stages.mix:Mix",
+    "curate.stages.select_top:SelectTop",
 ]
 
 _CACHE: dict[str, type["Stage"]] | None = None

@@ -1,0 +1,1 @@
+"""PreSelect: predictive-strength labels and fastText quality scorers (placeholder)."""
