@@ -114,23 +114,24 @@ def _web(budget: int, rng: np.random.Generator) -> list[Row]:
     """Web pages plus copies, near-dups, junk and empty texts."""
     page_budget = int(budget * 0.62)
     n_pars = page_budget // 350 + 64
-    paras = tg.prose_paragraphs(n_pars, _subseed(rng))
+    paras = tg.prose_records(n_pars, _subseed(rng))
     pages: list[Row] = []
     size = 0
     i = 0
     while size < page_budget and i < len(paras):
         k = int(rng.integers(1, 5))
-        body = "\n\n".join(paras[i : i + k])
+        src = paras[i][0]
+        body = "\n\n".join(t for _s, t in paras[i : i + k])
         i += k
         if rng.random() < 0.25:
             body = tg.wrap_with_boilerplate(body, _subseed(rng))
-        pages.append((body, "web:page", "clean"))
+        pages.append((body, src, "clean"))
         size += _nbytes(body)
     n = len(pages)
     rows = list(pages)
     # exact copies (same text, another url)
     for j in rng.choice(n, size=max(2, n // 25), replace=False):
-        rows.append((pages[int(j)][0], "web:page", "exact_dup"))
+        rows.append((pages[int(j)][0], pages[int(j)][1], "exact_dup"))
     rows += _near_dups(pages, int(budget * 0.14), rng)
     n_junk = max(3, n // 10)
     rows += [(t, "synthetic:boilerplate", "boilerplate") for t in tg.boilerplate(n_junk, _subseed(rng))]

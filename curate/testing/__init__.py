@@ -5,11 +5,13 @@ See :mod:`curate.testing.textgen`.
 
 from curate.testing.textgen import (
     DOMAINS,
+    NEAR_DUP_KINDS,
     boilerplate,
-    domain_texts,
     domain_records,
+    domain_texts,
     near_duplicate,
     prose_paragraphs,
+    prose_records,
     shuffled,
     spam,
     wrap_with_boilerplate,
@@ -17,11 +19,13 @@ from curate.testing.textgen import (
 
 __all__ = [
     "DOMAINS",
+    "NEAR_DUP_KINDS",
     "boilerplate",
-    "domain_texts",
     "domain_records",
+    "domain_texts",
     "near_duplicate",
     "prose_paragraphs",
+    "prose_records",
     "shuffled",
     "spam",
     "wrap_with_boilerplate",

@@ -409,7 +409,12 @@ def _pool(kind: str) -> _Pool:
 def prose_paragraphs(n: int, seed: int) -> list[str]:
     """``n`` well-formed prose paragraphs (one paragraph each, several sentences,
     ~300-2500 characters) made from standard-library docstring prose."""
-    return [t for _s, t in _pool("paragraphs").draw(n, np.random.default_rng(seed))]
+    return [t for _s, t in prose_records(n, seed)]
+
+
+def prose_records(n: int, seed: int) -> list[Record]:
+    """:func:`prose_paragraphs` as ``(source, text)`` pairs (same texts, same order)."""
+    return _pool("paragraphs").draw(n, np.random.default_rng(seed))
 
 
 def domain_records(domain: str, n: int, seed: int) -> list[Record]:
