@@ -27,4 +27,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module("curate.stages")
+    if name == "read_corpus":
+        from workers.ray_api import read_corpus
+
+        return read_corpus
     raise AttributeError(name)

@@ -298,8 +298,8 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
     if cyc:
         problems.append(Problem(node=cyc[0], message="cycle: " + " -> ".join(cyc)))
 
-    # Required columns, propagated through the DAG (only when no cycle).
-    if not cyc:
+    # Required columns, propagated through the DAG (nodes on a cycle are skipped).
+    if True:
         provided: dict[str, set[str] | None] = {}
         for name, inp in ps.inputs.items():
             cols = _schema_columns(inp) if check_inputs else None
