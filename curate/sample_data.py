@@ -30,7 +30,7 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -65,7 +65,17 @@ SCHEMA = pa.schema(
 _NEAR_DUP_SHARE = 0.12
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
-Row = tuple[str | None, str, str]  # text, source, kind
+LABEL_SCHEMA = pa.schema([pa.field("kind", pa.string()), pa.field("dup_of", pa.string())])
+"""Extra columns written with ``labels=True``: ``kind`` (clean, exact_dup, near_dup_edit,
+near_dup_rewrap, near_dup_boilerplate, boilerplate, spam, shuffled, null, empty, whitespace)
+and ``dup_of`` (url of the original row for copies, else null)."""
+
+
+class Row(NamedTuple):
+    text: str | None
+    source: str
+    kind: str
+    origin: int = -1  # index (in the domain's row list) of the original, for copies
 
 
 def _subseed(rng: np.random.Generator) -> int:
@@ -89,7 +99,7 @@ def _clean_domain(domain: str, budget: int, rng: np.random.Generator) -> list[Ro
         for src, text in recs:
             if size >= clean_budget:
                 break
-            rows.append((text, src, "clean"))
+            rows.append(Row(text, src, "clean"))
             size += _nbytes(text)
         if size >= clean_budget or n > 10_000_000:
             break
@@ -101,11 +111,12 @@ def _near_dups(rows: list[Row], budget: int, rng: np.random.Generator) -> list[R
     out: list[Row] = []
     size = 0
     while size < budget and rows:
-        text, src, _kind = rows[int(rng.integers(len(rows)))]
+        j = int(rng.integers(len(rows)))
+        text, src = rows[j].text, rows[j].source
         assert text is not None
         kind = tg.NEAR_DUP_KINDS[int(rng.integers(len(tg.NEAR_DUP_KINDS)))]
         m = tg.near_duplicate(text, _subseed(rng), kind)
-        out.append((m, src, f"near_dup_{kind}"))
+        out.append(Row(m, src, f"near_dup_{kind}", j))
         size += _nbytes(m)
     return out
 
@@ -125,23 +136,23 @@ def _web(budget: int, rng: np.random.Generator) -> list[Row]:
         i += k
         if rng.random() < 0.25:
             body = tg.wrap_with_boilerplate(body, _subseed(rng))
-        pages.append((body, src, "clean"))
+        pages.append(Row(body, src, "clean"))
         size += _nbytes(body)
     n = len(pages)
     rows = list(pages)
     # exact copies (same text, another url)
     for j in rng.choice(n, size=max(2, n // 25), replace=False):
-        rows.append((pages[int(j)][0], pages[int(j)][1], "exact_dup"))
+        rows.append(pages[int(j)]._replace(kind="exact_dup", origin=int(j)))
     rows += _near_dups(pages, int(budget * 0.14), rng)
     n_junk = max(3, n // 10)
-    rows += [(t, "synthetic:boilerplate", "boilerplate") for t in tg.boilerplate(n_junk, _subseed(rng))]
-    rows += [(t, "synthetic:spam", "spam") for t in tg.spam(n_junk, _subseed(rng))]
-    rows += [(t, "synthetic:shuffled", "shuffled") for t in tg.shuffled(n_junk, _subseed(rng))]
+    rows += [Row(t, "synthetic:boilerplate", "boilerplate") for t in tg.boilerplate(n_junk, _subseed(rng))]
+    rows += [Row(t, "synthetic:spam", "spam") for t in tg.spam(n_junk, _subseed(rng))]
+    rows += [Row(t, "synthetic:shuffled", "shuffled") for t in tg.shuffled(n_junk, _subseed(rng))]
     n_empty = max(2, n // 400)
-    rows += [(None, "synthetic:null", "null")] * n_empty
-    rows += [("", "synthetic:empty", "empty")] * n_empty
+    rows += [Row(None, "synthetic:null", "null")] * n_empty
+    rows += [Row("", "synthetic:empty", "empty")] * n_empty
     ws = ("   ", "\n\n", " \t \n ", "\u00a0\u00a0", "\n")
-    rows += [(ws[j % len(ws)], "synthetic:whitespace", "whitespace") for j in range(n_empty)]
+    rows += [Row(ws[j % len(ws)], "synthetic:whitespace", "whitespace") for j in range(n_empty)]
     return rows
 
 
@@ -164,38 +175,38 @@ def _url(domain: str, source: str, text: str | None, idx: int, rng: np.random.Ge
 
 
 def _write_shards(
-    out: Path, domain: str, rows: list[Row], rng: np.random.Generator
+    out: Path, domain: str, rows: list[Row], rng: np.random.Generator, labels: bool
 ) -> list[dict[str, Any]]:
-    order = rng.permutation(len(rows))
-    rows = [rows[int(i)] for i in order]
-    text_bytes = sum(_nbytes(t) for t, _s, _k in rows)
+    urls = [_url(domain, r.source, r.text, i, rng) for i, r in enumerate(rows)]
+    order = [int(i) for i in rng.permutation(len(rows))]
+    text_bytes = sum(_nbytes(r.text) for r in rows)
     n_shards = max(3, min(64, math.ceil(text_bytes / SHARD_TEXT_BYTES)))
     out.mkdir(parents=True, exist_ok=True)
     for stale in sorted(out.glob("part-*.parquet")):
         stale.unlink()
-    urls = [_url(domain, s, t, i, rng) for i, (t, s, _k) in enumerate(rows)]
+    schema = pa.schema(list(SCHEMA) + (list(LABEL_SCHEMA) if labels else []))
     bounds = np.linspace(0, len(rows), n_shards + 1).astype(int)
     files = []
     for s in range(n_shards):
-        lo, hi = int(bounds[s]), int(bounds[s + 1])
-        part = rows[lo:hi]
-        table = pa.table(
-            {
-                "text": [t for t, _s, _k in part],
-                "source": [src for _t, src, _k in part],
-                "domain": [domain] * len(part),
-                "url": urls[lo:hi],
-            },
-            schema=SCHEMA,
-        )
+        idx = order[int(bounds[s]) : int(bounds[s + 1])]
+        part = [rows[i] for i in idx]
+        cols: dict[str, list[Any]] = {
+            "text": [r.text for r in part],
+            "source": [r.source for r in part],
+            "domain": [domain] * len(part),
+            "url": [urls[i] for i in idx],
+        }
+        if labels:
+            cols["kind"] = [r.kind for r in part]
+            cols["dup_of"] = [urls[r.origin] if r.origin >= 0 else None for r in part]
         path = out / f"part-{s:05d}.parquet"
         pq.write_table(
-            table,
+            pa.table(cols, schema=schema),
             path,
             compression="zstd",
             compression_level=3,
             row_group_size=2048,
-            use_dictionary=["source", "domain"],
+            use_dictionary=["source", "domain", "kind"],
             write_statistics=True,
         )
         files.append(
@@ -203,20 +214,24 @@ def _write_shards(
                 "path": f"{domain}/{path.name}",
                 "domain": domain,
                 "rows": len(part),
-                "text_bytes": sum(_nbytes(t) for t, _s, _k in part),
+                "text_bytes": sum(_nbytes(r.text) for r in part),
                 "bytes": path.stat().st_size,
             }
         )
     return files
 
 
-def write_sample_corpus(out_dir: str | Path, *, target_mb: float = 20, seed: int = 0) -> dict[str, Any]:
+def write_sample_corpus(
+    out_dir: str | Path, *, target_mb: float = 20, seed: int = 0, labels: bool = False
+) -> dict[str, Any]:
     """Write the sample corpus under ``out_dir`` and return its manifest.
 
     ``target_mb`` is the approximate total size of the *text* (UTF-8, uncompressed, in
     10**6 bytes); Parquet files are smaller (zstd). Existing ``part-*.parquet`` files in the
     domain directories are replaced. The manifest is also written to
-    ``out_dir/manifest.json``.
+    ``out_dir/manifest.json``. ``labels=True`` adds the ground-truth columns of
+    :data:`LABEL_SCHEMA` (``kind``, ``dup_of``) for evaluating filters and dedup in tests; the
+    texts are the same either way.
 
     Returns a dict with: ``out_dir``, ``seed``, ``target_mb``, ``files`` (list of
     ``{path (relative to out_dir), domain, rows, text_bytes, bytes}``), ``rows_per_domain``,
@@ -235,11 +250,12 @@ def write_sample_corpus(out_dir: str | Path, *, target_mb: float = 20, seed: int
         rng = np.random.default_rng([seed, d_idx])
         budget = max(20_000, int(total * DOMAIN_SHARE[domain]))
         rows = _web(budget, rng) if domain == "web" else _clean_domain(domain, budget, rng)
-        kinds[domain] = dict(sorted(Counter(k for _t, _s, k in rows).items()))
-        files += _write_shards(out / domain, domain, rows, rng)
+        kinds[domain] = dict(sorted(Counter(r.kind for r in rows).items()))
+        files += _write_shards(out / domain, domain, rows, rng, labels)
     manifest: dict[str, Any] = {
         "seed": seed,
         "target_mb": target_mb,
+        "labels": labels,
         "files": files,
         "rows_per_domain": {d: sum(f["rows"] for f in files if f["domain"] == d) for d in CORPUS_DOMAINS},
         "text_bytes_per_domain": {

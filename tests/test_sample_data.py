@@ -125,3 +125,37 @@ def test_rewrite_replaces_stale_shards(tmp_path, monkeypatch):
 def test_bad_target():
     with pytest.raises(ValueError, match="target_mb"):
         write_sample_corpus("/nonexistent-never-created", target_mb=0)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sample_corpus"
+
+
+def test_committed_fixture_matches_its_manifest():
+    m = json.loads((FIXTURE / "manifest.json").read_text())
+    assert m["labels"] is True
+    for f in m["files"]:
+        t = pq.read_table(FIXTURE / f["path"])
+        assert t.num_rows == f["rows"]
+        assert t.schema.names == ["text", "source", "domain", "url", "kind", "dup_of"]
+    web = ds.dataset(str(FIXTURE / "web"), format="parquet").to_table().to_pylist()
+    by_url = {r["url"]: r for r in web}
+    kinds = {r["kind"] for r in web}
+    assert {"clean", "exact_dup", "spam", "boilerplate", "shuffled", "null", "empty"} <= kinds
+    for r in web:
+        if r["kind"] == "exact_dup":
+            assert by_url[r["dup_of"]]["text"] == r["text"]
+        elif r["kind"].startswith("near_dup_"):
+            a, b = _shingles(r["text"]), _shingles(by_url[r["dup_of"]]["text"])
+            assert len(a & b) / len(a | b) >= 0.6
+        else:
+            assert r["dup_of"] is None
+
+
+def test_labels_do_not_change_texts(tmp_path, corpus):
+    out, m = corpus
+    lab = write_sample_corpus(tmp_path / "l", target_mb=SMALL_MB, seed=0, labels=True)
+    assert lab["rows_per_domain"] == m["rows_per_domain"]
+    a = ds.dataset(str(out / "web"), format="parquet").to_table()
+    b = ds.dataset(str(tmp_path / "l" / "web"), format="parquet").to_table()
+    assert a.column("text").to_pylist() == b.column("text").to_pylist()
+    assert a.column("url").to_pylist() == b.column("url").to_pylist()

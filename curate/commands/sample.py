@@ -40,7 +40,9 @@ def _manifest_table(manifest: dict) -> Table:
 
 def sample_data(
     out_dir: Path = typer.Argument(..., help="Directory to write <domain>/part-NNNNN.parquet into"),
-    size_mb: float = typer.Option(20.0, "--size-mb", min=0.01, help="Approximate text size in MB (uncompressed)"),
+    size_mb: float = typer.Option(
+        20.0, "--size-mb", min=0.01, help="Approximate text size in MB (uncompressed)"
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed; same installed files + same seed => identical files"),
 ) -> None:
     """Write a deterministic multi-domain sample corpus (stdlib docstrings, license and
