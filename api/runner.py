@@ -1,0 +1,372 @@
+"""Job supervision: one driver subprocess per job, watched by a background thread.
+
+The driver (``python -m curate.cli run SPEC --job-dir DIR --executor ray --ray-address A``)
+runs in its own session, so cancelling kills exactly its process group and an API crash
+does not kill it. It reports through files in the job directory: ``progress.json``
+(rewritten atomically while it runs) and ``result.json`` at the end. The supervisor
+copies progress into the store, launches queued jobs when a slot is free, finalizes
+finished ones and, at start-up, reconciles jobs left ``running`` by an earlier API
+process: still alive -> adopted; finished -> recorded from ``result.json``; otherwise
+-> ``interrupted`` (``retry`` resumes it from its completed shards).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from api import store as st
+from api.config import Config
+
+log = logging.getLogger("curate.api")
+
+INCOMPLETE = "INCOMPLETE"
+
+
+@dataclass
+class Handle:
+    """A live driver process (our child, or adopted after an API restart)."""
+
+    job_id: str
+    pid: int
+    job_dir: Path
+    popen: subprocess.Popen | None = None
+    cancelling: bool = False
+    progress_mtime: float = 0.0
+    started: float = field(default_factory=time.time)
+
+    def exit_code(self) -> int | None:
+        """None while running; the exit code (or -1 when unknown) once it has exited."""
+        if self.popen is not None:
+            return self.popen.poll()
+        try:
+            p = psutil.Process(self.pid)
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return -1
+            return None
+        except psutil.NoSuchProcess:
+            return -1
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def normalize_steps(steps: Any) -> list[dict]:
+    """Progress steps as a list of {step, done, total} (the driver may write a dict)."""
+    if isinstance(steps, dict):
+        return [{"step": k, **(v if isinstance(v, dict) else {"done": v})} for k, v in steps.items()]
+    if isinstance(steps, list):
+        return [s for s in steps if isinstance(s, dict)]
+    return []
+
+
+def log_tail(path: Path, n: int = 2000) -> str:
+    try:
+        data = path.read_bytes()[-n:]
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace").strip()
+
+
+def mark_incomplete(job_dir: Path, outputs: dict, why: str) -> None:
+    """Write ``INCOMPLETE`` markers in the job dir and in every local output dir."""
+    msg = f"{why}\nThese outputs are partial and must not be used.\n"
+    targets = [job_dir] + [Path(p) for p in (outputs or {}).values() if isinstance(p, str) and "://" not in p]
+    for t in targets:
+        try:
+            if t == job_dir or t.exists():
+                t.mkdir(parents=True, exist_ok=True)
+                (t / INCOMPLETE).write_text(msg)
+        except OSError:  # pragma: no cover - best effort
+            log.warning("could not mark %s incomplete", t)
+
+
+def clear_incomplete(job_dir: Path, outputs: dict) -> None:
+    targets = [job_dir] + [Path(p) for p in (outputs or {}).values() if isinstance(p, str) and "://" not in p]
+    for t in targets:
+        (t / INCOMPLETE).unlink(missing_ok=True)
+
+
+class Supervisor:
+    """Launches, watches, cancels and reconciles job drivers."""
+
+    def __init__(self, cfg: Config, store: st.Store, ray_address: str | None = None,
+                 ray_env: dict[str, str] | None = None,
+                 on_finish: Callable[[dict, dict | None], None] | None = None):
+        self.cfg = cfg
+        self.store = store
+        self.ray_address = ray_address
+        self.ray_env = ray_env or {}
+        self.on_finish = on_finish
+        self.handles: dict[str, Handle] = {}
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._tick_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.reconcile()
+        self._thread = threading.Thread(target=self._loop, name="curate-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # pragma: no cover - keep supervising whatever happens
+                log.exception("supervisor tick failed")
+            self._stop.wait(self.cfg.poll_s)
+
+    # -- reconciliation ------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Settle jobs an earlier API process left ``running``."""
+        for job in self.store.jobs_in([st.RUNNING]):
+            jd = Path(job["job_dir"])
+            pid = job.get("pid")
+            alive = False
+            if pid:
+                try:
+                    p = psutil.Process(pid)
+                    alive = (p.status() != psutil.STATUS_ZOMBIE
+                             and abs(p.create_time() - float(job.get("pid_started") or 0)) < 1.0)
+                except psutil.NoSuchProcess:
+                    alive = False
+            if alive:
+                log.info("job %s: driver %s still running, adopted", job["id"], pid)
+                self.handles[job["id"]] = Handle(job["id"], pid, jd)
+                continue
+            if (jd / "result.json").exists():
+                self._finalize(job, None, note="finished while the API was down")
+            else:
+                mark_incomplete(jd, job.get("outputs") or {}, "interrupted: the driver stopped while the API was down")
+                self.store.transition(
+                    job["id"], st.INTERRUPTED, "driver gone after an API restart; POST /v1/jobs/{id}/retry resumes it",
+                    expect=[st.RUNNING], finished_at=time.time(),
+                    error="interrupted: the job's driver stopped while the API was down",
+                )
+
+    # -- the loop body -------------------------------------------------------------------
+    def tick(self) -> None:
+        """One supervision pass: progress, finished drivers, queued launches (serialized)."""
+        with self._tick_lock:
+            self._tick()
+
+    def _tick(self) -> None:
+        with self.lock:
+            handles = list(self.handles.values())
+        for h in handles:
+            self._refresh_progress(h)
+            code = h.exit_code()
+            if code is not None:
+                job = self.store.get_job(h.job_id)
+                with self.lock:
+                    self.handles.pop(h.job_id, None)
+                if job is not None:
+                    self._finalize(job, code, cancelled=h.cancelling)
+        self._launch_queued()
+
+    def _refresh_progress(self, h: Handle) -> None:
+        p = h.job_dir / "progress.json"
+        try:
+            m = p.stat().st_mtime
+        except OSError:
+            return
+        if m == h.progress_mtime:
+            return
+        data = read_json(p)
+        if isinstance(data, dict):
+            h.progress_mtime = m
+            fields: dict[str, Any] = {"progress": {"steps": normalize_steps(data.get("steps")), "updated_at": m}}
+            if isinstance(data.get("nodes"), dict):
+                fields["ledger"] = data["nodes"]
+            self.store.update_job(h.job_id, **fields)
+
+    def _launch_queued(self) -> None:
+        with self.lock:
+            free = self.cfg.max_jobs - len(self.handles)
+        if free <= 0:
+            return
+        for job in self.store.jobs_in([st.QUEUED])[:free]:
+            try:
+                self.launch(job)
+            except Exception as e:  # a driver that cannot even start fails the job, clearly
+                log.exception("job %s: launch failed", job["id"])
+                self.store.transition(job["id"], st.FAILED, f"launch failed: {e}", expect=[st.QUEUED],
+                                      error=f"could not start the driver: {e}", finished_at=time.time())
+
+    def launch(self, job: dict) -> None:
+        jd = Path(job["job_dir"])
+        jd.mkdir(parents=True, exist_ok=True)
+        (jd / "result.json").unlink(missing_ok=True)
+        spec_file = jd / "submitted_spec.json"
+        spec_file.write_text(json.dumps(job["spec"], indent=2, sort_keys=True))
+        cmd = [*self.cfg.driver_cmd, str(spec_file), "--job-dir", str(jd), "--executor", self.cfg.executor]
+        if self.cfg.executor == "ray" and self.ray_address:
+            cmd += ["--ray-address", self.ray_address]
+        if job.get("resume"):
+            cmd.append("--resume")
+        env = {**os.environ, **self.ray_env, "CURATE_JOB_ID": job["id"]}
+        env.pop("RAY_ADDRESS", None)
+        with open(jd / "driver.log", "ab") as logf:
+            logf.write(f"\n=== attempt {int(job.get('attempt') or 0) + 1}: {' '.join(cmd)}\n".encode())
+            logf.flush()
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True, cwd=str(jd))
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:  # pragma: no cover - exited at once
+            created = time.time()
+        with self.lock:
+            self.handles[job["id"]] = Handle(job["id"], proc.pid, jd, popen=proc)
+        ok = self.store.transition(
+            job["id"], st.RUNNING, f"driver pid {proc.pid}", expect=[st.QUEUED], pid=proc.pid,
+            pid_started=created, started_at=time.time(), attempt=int(job.get("attempt") or 0) + 1,
+            finished_at=None, error=None, exit_code=None,
+        )
+        if not ok:  # cancelled between listing and launch
+            self._kill(proc.pid)
+            with self.lock:
+                self.handles.pop(job["id"], None)
+
+    # -- finishing -----------------------------------------------------------------------
+    def _finalize(self, job: dict, code: int | None, cancelled: bool = False, note: str | None = None) -> None:
+        jd = Path(job["job_dir"])
+        outputs = job.get("outputs") or {}
+        result = read_json(jd / "result.json")
+        stats = read_json(jd / "stats.json")
+        ledger = read_json(jd / "ledger.json")
+        fields: dict[str, Any] = {"exit_code": code, "finished_at": time.time(), "artifacts": self.artifacts(jd)}
+        if isinstance(ledger, dict):
+            fields["ledger"] = ledger
+        elif isinstance(stats, dict) and isinstance(stats.get("nodes"), dict):
+            fields["ledger"] = stats["nodes"]
+        if isinstance(result, dict) and isinstance(result.get("outputs"), dict):
+            fields["outputs"] = {**outputs, **result["outputs"]}
+        if cancelled:
+            mark_incomplete(jd, outputs, "cancelled")
+            state, msg, err = st.CANCELLED, "cancelled; partial outputs marked INCOMPLETE", "cancelled by request"
+        elif isinstance(result, dict) and result.get("state") == st.SUCCEEDED and code in (0, -1, None):
+            clear_incomplete(jd, outputs)
+            state, msg, err = st.SUCCEEDED, note or "succeeded", None
+        elif isinstance(result, dict):
+            state, msg = st.FAILED, note or "failed"
+            err = str(result.get("error") or f"driver exited with code {code}")
+        else:
+            state, msg = st.FAILED, note or "failed"
+            if code == 2:
+                err = "invalid spec: " + log_tail(jd / "driver.log", 1500)
+            else:
+                err = f"driver exited with code {code} without a result; log tail:\n{log_tail(jd / 'driver.log')}"
+        if state != st.SUCCEEDED and not cancelled:
+            mark_incomplete(jd, outputs, f"{state}: {err}")
+        fields["error"] = err
+        if self.store.transition(job["id"], state, msg, expect=[st.RUNNING], **fields):
+            if self.on_finish:
+                try:
+                    self.on_finish({**job, **fields, "state": state}, stats if isinstance(stats, dict) else None)
+                except Exception:  # pragma: no cover
+                    log.exception("on_finish hook failed")
+
+    @staticmethod
+    def artifacts(jd: Path) -> dict[str, str]:
+        out = {"job_dir": str(jd)}
+        for name in ("report.html", "stats.json", "ledger.json", "plan.json", "spec.json", "result.json", "driver.log"):
+            if (jd / name).exists():
+                out[name.split(".")[0] if name != "driver.log" else "log"] = str(jd / name)
+        if (jd / "rejects").is_dir():
+            out["rejects"] = str(jd / "rejects")
+        return out
+
+    # -- user actions ----------------------------------------------------------------------
+    def cancel(self, job_id: str, wait_s: float = 20.0) -> str:
+        """Cancel a queued or running job; returns the resulting state.
+
+        Raises ``LookupError`` for an unknown job and ``ValueError`` for a finished one.
+        """
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise LookupError(job_id)
+        if job["state"] == st.QUEUED:
+            if self.store.transition(job_id, st.CANCELLED, "cancelled while queued", expect=[st.QUEUED],
+                                     finished_at=time.time(), error="cancelled by request"):
+                return st.CANCELLED
+            job = self.store.get_job(job_id) or job
+        if job["state"] != st.RUNNING:
+            raise ValueError(f"job {job_id} is already {job['state']}; only queued or running jobs can be cancelled")
+        with self.lock:
+            h = self.handles.get(job_id)
+            if h is not None:
+                h.cancelling = True
+        if h is None:  # running in the DB but no driver here (should not happen after reconcile)
+            mark_incomplete(Path(job["job_dir"]), job.get("outputs") or {}, "cancelled")
+            self.store.transition(job_id, st.CANCELLED, "cancelled (no live driver)", expect=[st.RUNNING],
+                                  finished_at=time.time(), error="cancelled by request")
+            return st.CANCELLED
+        self._kill(h.pid)
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            cur = self.store.get_job(job_id)
+            if cur and cur["state"] != st.RUNNING:
+                return cur["state"]
+            self.tick()
+            time.sleep(0.05)
+        return st.RUNNING  # pragma: no cover - the driver refused to die in time
+
+    @staticmethod
+    def _kill(pid: int, grace: float = 5.0) -> None:
+        """SIGTERM the driver's process group, SIGKILL after ``grace`` seconds."""
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            return
+        if pgid == os.getpgid(0):  # never signal our own group
+            pgid = None  # type: ignore[assignment]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                if pgid:
+                    os.killpg(pgid, sig)
+                else:
+                    os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.time() + grace
+            while time.time() < deadline:
+                try:
+                    p = psutil.Process(pid)
+                    if p.status() == psutil.STATUS_ZOMBIE:
+                        return
+                except psutil.NoSuchProcess:
+                    return
+                time.sleep(0.05)
+
+    def retry(self, job_id: str) -> None:
+        """Queue a failed, interrupted or cancelled job again, resuming from completed shards."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise LookupError(job_id)
+        retryable = [st.FAILED, st.INTERRUPTED, st.CANCELLED]
+        if job["state"] not in retryable:
+            raise ValueError(f"job {job_id} is {job['state']}; only failed, interrupted or cancelled jobs can be retried")
+        if not self.store.transition(job_id, st.QUEUED, "retry: resume from completed shards", expect=retryable,
+                                     resume=True, error=None, finished_at=None):
+            raise ValueError(f"job {job_id} changed state concurrently; try again")

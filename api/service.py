@@ -1,0 +1,204 @@
+"""The service object the HTTP layer talks to: spec intake, jobs, start-up and shutdown.
+
+Kept free of FastAPI so the same logic serves the routes, the scheduler and tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from typing import Any
+
+from api import store as st
+from api.config import Config
+from api.metrics import Metrics
+from api.raycluster import EmbeddedRay, tcp_alive
+from api.runner import Supervisor
+from api.security import PathNotAllowed, sandbox_spec
+
+log = logging.getLogger("curate.api")
+
+
+class BadSpec(Exception):
+    """A spec was rejected. ``status`` is the HTTP status (400 unparsable, 422 invalid)."""
+
+    def __init__(self, status: int, message: str, problems: list[dict] | None = None):
+        self.status, self.message, self.problems = status, message, problems or []
+        super().__init__(message)
+
+
+def _problems(err: Exception) -> list[dict]:
+    out = []
+    for p in getattr(err, "problems", None) or []:
+        if hasattr(p, "model_dump"):
+            p = p.model_dump()
+        elif not isinstance(p, dict):
+            p = {"node": None, "field": None, "message": str(p)}
+        out.append({"node": p.get("node"), "field": p.get("field"), "message": p.get("message")})
+    return out or [{"node": None, "field": None, "message": str(err)}]
+
+
+def parse_spec_body(body: bytes, content_type: str | None) -> dict:
+    """Parse a request body holding a spec as JSON or YAML into a dict (400 on failure)."""
+    from curate.spec import SpecError, load_spec_text
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadSpec(400, f"request body is not UTF-8: {e}") from None
+    if not text.strip():
+        raise BadSpec(400, "empty request body: send the pipeline spec as JSON or YAML")
+    if content_type and "json" in content_type.split(";")[0]:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise BadSpec(400, f"malformed JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise BadSpec(400, f"a spec must be a JSON object, got {type(data).__name__}")
+        return data
+    try:
+        return load_spec_text(text, source="request body")
+    except SpecError as e:
+        msg = "; ".join(p["message"] for p in _problems(e))
+        raise BadSpec(400, f"malformed YAML/JSON: {msg}") from None
+    except Exception as e:  # pragma: no cover - parser corner cases
+        raise BadSpec(400, f"malformed YAML/JSON: {e}") from None
+
+
+class Service:
+    """Owns the store, the embedded Ray head, the supervisor and the scheduler."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        cfg.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.store = st.Store(cfg.db_url)
+        self.metrics = Metrics(self.store)
+        self.ray: EmbeddedRay | None = None
+        self.ray_address = cfg.ray_address
+        self.supervisor: Supervisor | None = None
+        self.scheduler = None
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start Ray (embedded default), reconcile jobs, start supervising and scheduling."""
+        from api.scheduler import Scheduler
+
+        ray_env: dict[str, str] = {}
+        if self.cfg.executor == "ray" and self.cfg.embedded_ray:
+            self.ray = EmbeddedRay(self.cfg.home, num_cpus=self.cfg.ray_cpus)
+            self.ray_address = self.ray.start()
+            ray_env = self.ray.driver_env()
+        self.supervisor = Supervisor(self.cfg, self.store, self.ray_address, ray_env, on_finish=self._on_finish)
+        self.supervisor.start()
+        self.scheduler = Scheduler(self)
+        self.scheduler.start()
+        self.started = True
+
+    def shutdown(self) -> None:
+        """Stop background threads. Running drivers keep going (the next start adopts them);
+        the embedded Ray head is stopped only when no job is running."""
+        if self.scheduler:
+            self.scheduler.stop()
+        if self.supervisor:
+            self.supervisor.stop()
+        if self.ray is not None:
+            if self.store.jobs_in([st.RUNNING]):
+                log.warning("jobs still running: leaving the embedded Ray head up for the next start")
+            else:
+                self.ray.stop()
+        self.store.close()
+
+    # -- readiness ---------------------------------------------------------------------------
+    def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            self.store.ping()
+            checks["db"] = {"ok": True, "schema_version": self.store.version}
+        except Exception as e:
+            checks["db"] = {"ok": False, "error": str(e)}
+        if self.cfg.executor != "ray":
+            checks["ray"] = {"ok": True, "note": "local executor, Ray not used"}
+        elif not self.ray_address:
+            checks["ray"] = {"ok": False, "error": "Ray not started yet"}
+        else:
+            ok = tcp_alive(self.ray_address)
+            checks["ray"] = {"ok": ok, "address": self.ray_address, **({} if ok else {"error": "unreachable"})}
+        return checks
+
+    # -- specs and jobs ----------------------------------------------------------------------
+    def check_spec(self, spec: dict, *, check_inputs: bool = True) -> dict:
+        """Resolve and sandbox paths (PathNotAllowed -> 403), then validate (BadSpec 422).
+
+        Returns the normalized spec (absolute paths, no ``job_dir``)."""
+        from curate.spec import SpecError, validate_spec
+
+        spec = copy.deepcopy(spec)
+        spec.pop("job_dir", None)
+        sandbox_spec(spec, self.cfg.data_roots, self.cfg.base_dir)
+        try:
+            validate_spec(spec, check_inputs=check_inputs)
+        except SpecError as e:
+            raise BadSpec(422, "invalid pipeline spec", _problems(e)) from None
+        except (ValueError, TypeError, KeyError) as e:
+            raise BadSpec(422, "invalid pipeline spec", [{"node": None, "field": None, "message": str(e)}]) from None
+        return spec
+
+    def submit(self, spec: dict, *, schedule_id: str | None = None, run_number: int | None = None,
+               shards: list[tuple[str, str]] | None = None, checked: bool = False) -> dict:
+        """Validate (unless ``checked``) and queue a job; returns the stored job row."""
+        if not checked:
+            spec = self.check_spec(spec)
+        job_id = st.new_id()
+        job_dir = self.cfg.jobs_dir / job_id
+        outputs = {k: v.get("path") for k, v in (spec.get("outputs") or {}).items() if isinstance(v, dict)}
+        row = self.store.create_job(job_id=job_id, name=str(spec.get("name") or "pipeline")[:200], spec=spec,
+                                    job_dir=str(job_dir), outputs=outputs, schedule_id=schedule_id,
+                                    run_number=run_number)
+        if schedule_id and shards:
+            self.store.add_shards(schedule_id, job_id, shards)
+        if self.supervisor is not None:
+            self.supervisor.tick()  # launch at once when a slot is free
+        return row
+
+    def _on_finish(self, job: dict, stats: dict | None) -> None:
+        self.metrics.job_finished(job, stats)
+
+
+def job_view(store: st.Store, job: dict, include_spec: bool = True) -> dict:
+    """The API representation of a stored job."""
+    def iso(t: float | None) -> str | None:
+        return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+    started, finished = job.get("started_at"), job.get("finished_at")
+    end = finished or (time.time() if job.get("state") == st.RUNNING else None)
+    out = {
+        "id": job["id"],
+        "name": job.get("name"),
+        "state": job["state"],
+        "created_at": iso(job.get("created_at")),
+        "started_at": iso(started),
+        "finished_at": iso(finished),
+        "duration_s": round(end - started, 3) if started and end else None,
+        "error": job.get("error"),
+        "spec_hash": job.get("spec_hash"),
+        "attempt": job.get("attempt") or 0,
+        "progress": (job.get("progress") or {}).get("steps", []),
+        "ledger": job.get("ledger") or {},
+        "outputs": job.get("outputs") or {},
+        "artifacts": job.get("artifacts") or {"job_dir": job.get("job_dir")},
+        "history": [
+            {"state": e["state"], "at": iso(e["at"]), "message": e.get("message")} for e in store.job_events(job["id"])
+        ],
+        "schedule_id": job.get("schedule_id"),
+        "run_number": job.get("run_number"),
+    }
+    if include_spec:
+        out["spec"] = job.get("spec")
+    return out
+
+
+__all__ = ["BadSpec", "PathNotAllowed", "Service", "job_view", "parse_spec_body"]
