@@ -1,0 +1,196 @@
+"""Per-document lineage: ``curate explain JOB_DIR DOC_ID``.
+
+:func:`explain` answers "why is this document not in the output?" (or "how did it get
+in?") from what the job already wrote — ``rejects/<node>/`` (every rejected row with its
+stage, reason and detail), the materialized ``nodes/<node>/`` parts and the named
+outputs — without rerunning anything. Every lookup is a ``pyarrow.dataset`` scan with a
+filter on ``id`` (or ``source_id`` for mixing copies), so only matching rows are ever
+materialized, whatever the size of the job.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate import schema
+from curate.jobdata import JobData
+
+SOURCE_ID = "source_id"
+_DUP_REASON = re.compile(r"dup", re.I)
+_COPY_SUFFIX = re.compile(r"^(.*)#r(\d+)$")
+_MAX_STR = 160
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, str) and len(v) > _MAX_STR:
+        return v[:_MAX_STR] + "…"
+    if isinstance(v, (list, dict)):
+        return str(v)[:_MAX_STR]
+    return v
+
+
+def _row(t: pa.Table, i: int = 0, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {c: _scalar(t.column(c)[i].as_py()) for c in t.column_names if c not in skip}
+
+
+def _id_value(job: JobData, doc_id: str, files: list[str]) -> Any:
+    """``doc_id`` converted to the id column's type (ids may be integers in user data)."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        try:
+            typ = pq.read_schema(f).field(schema.ID).type
+        except (KeyError, OSError):
+            continue
+        if pa.types.is_integer(typ):
+            try:
+                return int(doc_id)
+            except ValueError:
+                return doc_id
+        return doc_id
+    return doc_id
+
+
+def _provides(job: JobData, node: str) -> set[str]:
+    try:
+        from curate.registry import get_stage_class
+
+        st = get_stage_class(job.stage_of(node))(job.node_params.get(node, {}))
+        return set(st.provided_columns()) | set(st.required_columns())
+    except Exception:  # unknown stage or params: no attribution
+        return set()
+
+
+def _lookup(job: JobData, files: list[str], doc_id: str) -> pa.Table | None:
+    if not files:
+        return None
+    val = _id_value(job, doc_id, files)
+    return job.find_rows(files, pc.field(schema.ID) == val, [schema.ID])
+
+
+def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
+    """Lineage of one document in a job directory (see module docstring).
+
+    Returns a dict with ``status`` (``kept`` / ``rejected`` / ``not_found``), ``rejected``
+    (node, stage, reason, detail), ``path`` (each node the document passed, with the
+    columns that node's stage added), ``dedup`` (cluster, cluster size, the id kept in its
+    place), ``mix`` (bucket, repeat count, the ids of its copies) and ``outputs``.
+    """
+    job = JobData(job_dir)
+    text_cols = {schema.TEXT} | {(i or {}).get("text_column", schema.TEXT) for i in (job.spec.get("inputs") or {}).values()}
+    skip = tuple(text_cols)
+    out: dict[str, Any] = {"doc_id": doc_id, "source_id": doc_id, "status": "not_found", "rejected": None,
+                           "path": [], "final": {}, "dedup": None, "mix": None, "outputs": []}
+    m = _COPY_SUFFIX.match(doc_id)
+
+    # 1. the rejects sink: at most one node rejected this document
+    rejected_at, row = None, None
+    for n in job.reject_nodes():
+        t = _lookup(job, job.reject_files(n), doc_id)
+        if t is not None and t.num_rows:
+            rejected_at, row = n, t
+            break
+    # 2. the final outputs (copies of a mixed document share its source_id)
+    found_in: dict[str, pa.Table] = {}
+    copies: list[str] = []
+    if rejected_at is None:
+        for s in job.sinks:
+            files = job.node_files(s)
+            t = _lookup(job, files, doc_id)
+            if (t is None or not t.num_rows) and m:
+                t = _lookup(job, files, m.group(1))
+                if t is not None and t.num_rows:
+                    out["source_id"] = m.group(1)
+            if t is not None and t.num_rows:
+                found_in[s] = t
+                if SOURCE_ID in t.column_names and t.column(SOURCE_ID)[0].is_valid:
+                    out["source_id"] = t.column(SOURCE_ID)[0].as_py()
+                sid = out["source_id"]
+                c = job.find_rows(files, pc.field(SOURCE_ID) == str(sid), [SOURCE_ID], [schema.ID])
+                if c is not None:
+                    copies = sorted(set(copies) | set(c.column(schema.ID).to_pylist()))
+        out["outputs"] = [name for name, o in (job.spec.get("outputs") or {}).items()
+                          if isinstance(o, dict) and o.get("node") in found_in]
+    if rejected_at is None and not found_in:
+        out["message"] = f"document {doc_id!r} is in neither the rejects nor the outputs of this job"
+        return out
+    end = rejected_at or next(iter(found_in))
+    final = row if row is not None else found_in[end]
+    final_row = _row(final, 0, skip)
+    out["final"] = final_row
+    out["text_preview"] = next((_scalar(final.column(c)[0].as_py()) for c in text_cols if c in final.column_names), None)
+    lookup_id = str(out["source_id"])
+
+    # 3. the path: every upstream node, checked against its materialized parts when it has them
+    for n in job.ancestors(end):
+        files = job.node_files(n) if n != end else []
+        hit = _lookup(job, files, lookup_id) if files else None
+        if files and (hit is None or not hit.num_rows):
+            continue  # materialized but without this document: another branch
+        src = _row(hit, 0, skip) if hit is not None else final_row
+        provided = _provides(job, n)
+        status = "rejected" if n == rejected_at else ("kept" if n in found_in else "passed")
+        if status == "rejected":
+            provided = {c for c in provided if c in final_row}
+        out["path"].append({
+            "node": n, "stage": job.stage_of(n), "status": status, "materialized": bool(files),
+            "scores": {c: src[c] for c in sorted(provided) if c in src},
+        })
+
+    if rejected_at is not None:
+        out["status"] = "rejected"
+        out["rejected"] = {"node": rejected_at, "stage": job.stage_of(rejected_at),
+                           "reason": final_row.get(schema.REASON), "detail": final_row.get(schema.DETAIL)}
+    else:
+        out["status"] = "kept"
+
+    # 4. dedup: cluster, size and the id kept in its place
+    dup_cols = (schema.DUP_CLUSTER, schema.DUP_CLUSTER_SIZE, schema.DUP_KEPT)
+    reason = (out["rejected"] or {}).get("reason") or ""
+    if any(c in final_row for c in dup_cols) or _DUP_REASON.search(reason):
+        is_dup = bool(_DUP_REASON.search(reason))
+        kept_id = final_row.get(schema.DUP_KEPT) or (final_row.get(schema.DETAIL) if is_dup else None)
+        out["dedup"] = {
+            "cluster": final_row.get(schema.DUP_CLUSTER),
+            "cluster_size": final_row.get(schema.DUP_CLUSTER_SIZE),
+            "kept_id": kept_id if is_dup else lookup_id,
+            "removed_as_duplicate": is_dup,
+        }
+
+    # 5. mixing: bucket and repeat count
+    if "mix_repeat" in final_row or "mix_bucket" in final_row:
+        out["mix"] = {"node": next((p["node"] for p in out["path"] if p["stage"] == "mix"), None),
+                      "bucket": final_row.get("mix_bucket"), "repeat": final_row.get("mix_repeat"),
+                      "copy_ids": copies}
+    elif reason == "mix_not_sampled":
+        out["mix"] = {"node": rejected_at, "bucket": final_row.get(schema.DOMAIN), "repeat": 0, "copy_ids": [],
+                      "detail": final_row.get(schema.DETAIL)}
+    return out
+
+
+def format_explanation(e: dict[str, Any]) -> str:
+    """A short human-readable rendering of :func:`explain`'s result."""
+    lines = [f"document {e['doc_id']}" + (f" (copy of {e['source_id']})" if e["source_id"] != e["doc_id"] else "")]
+    if e["status"] == "not_found":
+        return "\n".join(lines + [e.get("message", "not found")])
+    if e["rejected"]:
+        r = e["rejected"]
+        lines.append(f"REJECTED at node '{r['node']}' ({r['stage']}): reason={r['reason']} detail={r['detail']}")
+    else:
+        lines.append(f"KEPT in outputs: {', '.join(e['outputs']) or '(sink nodes)'}")
+    lines.append("path:")
+    for p in e["path"]:
+        sc = ", ".join(f"{k}={v}" for k, v in p["scores"].items())
+        lines.append(f"  {p['status']:>8}  {p['node']} ({p['stage']}){'  ' + sc if sc else ''}")
+    if e["dedup"]:
+        d = e["dedup"]
+        lines.append(f"dedup: cluster={d['cluster']} size={d['cluster_size']} kept_id={d['kept_id']}")
+    if e["mix"]:
+        mx = e["mix"]
+        lines.append(f"mix: bucket={mx['bucket']} repeat={mx['repeat']}"
+                     + (f" copies={', '.join(mx['copy_ids'])}" if mx.get("copy_ids") else ""))
+    return "\n".join(lines)
