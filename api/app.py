@@ -390,11 +390,14 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         except ImportError:
             raise HTTPException(404, "lineage is not available in this build (curate.lineage missing)") from None
         try:
-            return _explain(job["job_dir"], doc_id)
+            res = _explain(job["job_dir"], doc_id)
         except (KeyError, LookupError, FileNotFoundError) as e:
             raise HTTPException(404, f"document '{doc_id}' not found in job {job_id}: {e}") from None
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
+        if isinstance(res, dict) and res.get("status") == "not_found":
+            raise HTTPException(404, f"document '{doc_id}' not found in job {job_id} (not in its inputs' ids)")
+        return res
 
     # -- schedules ------------------------------------------------------------------------------
     @app.post("/v1/schedules", tags=["schedules"], status_code=201, response_model=ScheduleOut,

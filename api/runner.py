@@ -65,6 +65,13 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def _code_root() -> str:
+    """The directory holding the ``curate``/``workers`` packages (drivers run elsewhere)."""
+    import curate
+
+    return str(Path(curate.__file__).resolve().parents[1])
+
+
 def normalize_steps(steps: Any) -> list[dict]:
     """Progress steps as a list of {step, done, total} (the driver may write a dict)."""
     if isinstance(steps, dict):
@@ -226,6 +233,7 @@ class Supervisor:
         if job.get("resume"):
             cmd.append("--resume")
         env = {**os.environ, **self.ray_env, "CURATE_JOB_ID": job["id"]}
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (_code_root(), env.get("PYTHONPATH")) if x)
         env.pop("RAY_ADDRESS", None)
         with open(jd / "driver.log", "ab") as logf:
             logf.write(f"\n=== attempt {int(job.get('attempt') or 0) + 1}: {' '.join(cmd)}\n".encode())
