@@ -18,9 +18,12 @@ _BUILTIN = [
     "curate.stages.basic:Sample",
     "curate.stages.basic:ThresholdFilter",
     "curate.stages.basic:Union",
+    "curate.stages.dsir:DsirResample",
     "curate.stages.exact_dedup:ExactDedup",
     "curate.stages.fasttext_score:FastTextScore",
     "curate.stages.mix:Mix",
+    "curate.stages.perplexity:PerplexityFilter",
+    "curate.stages.perplexity:PerplexityScore",
     "curate.stages.select_top:SelectTop",
 ]
 

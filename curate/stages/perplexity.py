@@ -1,0 +1,305 @@
+"""KenLM perplexity, CCNet style: ``perplexity_score`` (map) and ``perplexity_filter`` (barrier)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+from pydantic import Field, field_validator, model_validator
+
+from curate import schema
+from curate.lm import ModelError, load_kenlm
+from curate.stage import BarrierStage, FitContext, MapResult, MapStage, ShardSet, StageError, StageParams, split_batch
+from curate.text import ccnet
+
+EMPTY_REASON = schema.EMPTY_TEXT
+BUCKETS = ("head", "middle", "tail")
+
+
+def _abs(p: str | None) -> str | None:
+    return None if p is None else str(Path(p).expanduser().resolve())
+
+
+class PerplexityScoreParams(StageParams):
+    model: str = Field(description="KenLM model: ARPA text file or kenlm binary (trained e.g. with `curate lm train`)")
+    sentencepiece: str | None = Field(
+        None, description="Optional SentencePiece model applied after normalization (pieces joined by spaces)"
+    )
+    mode: Literal["ccnet_faithful", "per_line"] = Field(
+        "ccnet_faithful",
+        description="ccnet_faithful: normalize the whole document (newlines vanish) and score it as one line, "
+        "as CCNet's released pipeline does; per_line: normalize and score each line",
+    )
+    normalize: bool = Field(True, description="Apply CCNet normalization (turn off only for pre-normalized text)")
+    expected_order: int | None = Field(None, ge=1, description="Fail unless the model has this order")
+    on_empty: Literal["reject", "score"] = Field(
+        "reject",
+        description="Documents with no text after normalization: `reject` (reason empty_text) or `score` "
+        "(CCNet's value for an empty line: 10 ** -log10 p(</s> | <s>))",
+    )
+
+
+class PerplexityScore(MapStage):
+    """Score documents with a KenLM model exactly as CCNet does (`perplexity` column).
+
+    CCNet normalization (lower-case, accents stripped, digits -> 0, Unicode punctuation
+    mapped, control characters deleted), optional SentencePiece, then
+    `round(10 ** (-sum log10 p / (words + 1)), 1)`. The model loads once per worker.
+    Rejects: `empty_text` (nothing left after normalization, unless on_empty=score).
+    """
+
+    name = "perplexity_score"
+    Params = PerplexityScoreParams
+    uses_model = True
+
+    def __init__(self, params: Any = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._model_path = _abs(self.params.model)
+        self._sp_path = _abs(self.params.sentencepiece)
+        self._model: Any = None
+        self._tok: Any = None
+        self._digest: str | None = None
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_model"] = None
+        d["_tok"] = None
+        d["_ready"] = False
+        return d
+
+    def provided_columns(self) -> set[str]:
+        return {schema.PERPLEXITY}
+
+    def setup(self) -> None:
+        try:
+            self._model = load_kenlm(self._model_path, self.params.expected_order)
+        except ModelError as e:
+            raise StageError(f"perplexity_score: {e}") from e
+        if self._sp_path:
+            if not Path(self._sp_path).is_file():
+                raise StageError(f"perplexity_score: SentencePiece model not found: {self._sp_path}")
+            try:
+                self._tok = ccnet.sentencepiece_tokenizer(self._sp_path)
+            except Exception as e:  # noqa: BLE001
+                raise StageError(f"perplexity_score: cannot load SentencePiece model {self._sp_path}: {e}") from e
+        h = xxhash.xxh3_64()
+        with open(self._model_path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        self._digest = h.hexdigest()
+
+    def run_stats(self) -> dict[str, Any]:
+        return {
+            "model": self._model_path,
+            "model_xxh3": self._digest,
+            "model_order": None if self._model is None else int(self._model.order),
+            "sentencepiece": self._sp_path,
+        }
+
+    def scores(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(perplexity, is_empty) for a list of raw documents."""
+        model, tok, p = self._model, self._tok, self.params
+        score = model.score
+        norm = ccnet.normalize
+        out = np.empty(len(texts), dtype=np.float64)
+        empty = np.zeros(len(texts), dtype=bool)
+        faithful = p.mode == "ccnet_faithful"
+        for i, t in enumerate(texts):
+            t = t or ""
+            if faithful:
+                doc = norm(t) if p.normalize else t
+                if tok is not None:
+                    doc = tok(doc)
+                if "\n" in doc:
+                    lines = doc.split("\n")
+                    s = 0.0
+                    n = 0
+                    for line in lines:
+                        s += score(line)
+                        n += len(line.split()) + 1
+                    empty[i] = not doc.strip()
+                else:
+                    s = score(doc)
+                    n = len(doc.split()) + 1
+                    empty[i] = n == 1
+            else:
+                lines = ccnet.prepare_lines(t, "per_line", tok, p.normalize)
+                s, n = ccnet.lines_log10(model, lines)
+                empty[i] = not any(line.strip() for line in lines)
+            out[i] = round(10.0 ** (-s / n), 1)
+        return out, empty
+
+    def process(self, batch: pa.Table) -> MapResult:
+        col = batch.column(self.text_column)
+        pp, empty = self.scores(col.to_pylist())
+        out = batch.append_column(schema.PERPLEXITY, pa.array(pp, type=pa.float64()))
+        if self.params.on_empty == "score" or not empty.any():
+            return MapResult(out, None)
+        return split_batch(out, ~empty, EMPTY_REASON, "no text left after CCNet normalization")
+
+
+# ----------------------------------------------------------------------------------------
+# perplexity_filter
+# ----------------------------------------------------------------------------------------
+
+
+class PerplexityFilterParams(StageParams):
+    method: Literal["percentile", "cutoffs", "max"] = Field(
+        "percentile",
+        description="percentile: learn head/tail cutoffs from the data; cutoffs: explicit cutoffs; "
+        "max: keep perplexity <= max_perplexity",
+    )
+    percentiles: tuple[float, float] = Field(
+        (30.0, 60.0), description="Percentiles for method=percentile: head < P_a <= middle < P_b <= tail (CCNet: 30, 60)"
+    )
+    cutoffs: tuple[float, float] | None = Field(
+        None, description="Explicit (head, tail) perplexity cutoffs, e.g. CCNet English (340, 520)"
+    )
+    max_perplexity: float | None = Field(None, gt=0, description="For method=max: keep documents at or below this")
+    keep_buckets: list[Literal["head", "middle", "tail"]] = Field(
+        ["head", "middle"], description="Buckets kept (RedPajama-V2 keeps head and middle)"
+    )
+    column: str = Field(schema.PERPLEXITY, description="Perplexity column to read")
+
+    @field_validator("percentiles", "cutoffs")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None, info: Any) -> tuple[float, float] | None:
+        if v is not None and not (v[0] <= v[1]):
+            raise ValueError(f"{info.field_name}: the head value must be <= the tail value")
+        if v is not None and info.field_name == "percentiles" and not (0 <= v[0] and v[1] <= 100):
+            raise ValueError("percentiles must lie in [0, 100]")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "PerplexityFilterParams":
+        if self.method == "cutoffs" and self.cutoffs is None:
+            raise ValueError("cutoffs: required when method=cutoffs")
+        if self.method == "max" and self.max_perplexity is None:
+            raise ValueError("max_perplexity: required when method=max")
+        if self.method != "max" and not self.keep_buckets:
+            raise ValueError("keep_buckets: keep at least one bucket")
+        return self
+
+
+class _HistPartial:
+    """table -> (sorted distinct values rounded to 0.1, counts) of finite perplexities."""
+
+    def __init__(self, column: str):
+        self.column = column
+
+    def __call__(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        if self.column not in table.column_names:
+            raise StageError(f"perplexity_filter: no column {self.column!r}; run perplexity_score first")
+        v = pc.cast(table.column(self.column), pa.float64()).to_numpy(zero_copy_only=False)
+        v = v[np.isfinite(v)]
+        return np.unique(np.round(v, 1), return_counts=True)
+
+
+def _hist_merge(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
+    vals = np.concatenate([a[0], b[0]])
+    cnts = np.concatenate([a[1], b[1]])
+    u, inv = np.unique(vals, return_inverse=True)
+    return u, np.bincount(inv, weights=cnts, minlength=len(u)).astype(np.int64)
+
+
+def percentile_from_hist(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """``np.percentile(expanded, q)`` (linear method) from a value histogram."""
+    n = int(counts.sum())
+    cum = np.cumsum(counts)
+    pos = q / 100.0 * (n - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    v_lo = float(values[np.searchsorted(cum, lo, side="right")])
+    v_hi = float(values[np.searchsorted(cum, hi, side="right")])
+    return v_lo + (v_hi - v_lo) * (pos - lo)
+
+
+def assign_buckets(pp: np.ndarray, head: float, tail: float) -> np.ndarray:
+    """CCNet buckets: head if pp < head, middle if pp < tail, else tail."""
+    return np.where(pp < head, "head", np.where(pp < tail, "middle", "tail")).astype(object)
+
+
+class PerplexityFilter(BarrierStage):
+    """Select by perplexity: CCNet head/middle/tail buckets or a fixed maximum.
+
+    Buckets: head if pp < P_head, middle if pp < P_tail, else tail (cutoffs learned as
+    percentiles of this data, CCNet 30/60 by default, or given). Writes `ccnet_bucket`
+    (`all` with method=max) and keeps `keep_buckets`. Learned cutoffs go to stats.
+    Rejects: `perplexity_bucket` (detail: bucket and value), `perplexity_too_high`,
+    `missing_perplexity` (null / NaN).
+    """
+
+    name = "perplexity_filter"
+    Params = PerplexityFilterParams
+
+    def required_columns(self) -> set[str]:
+        return {self.params.column}
+
+    def provided_columns(self) -> set[str]:
+        return {schema.CCNET_BUCKET}
+
+    def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
+        p = self.params
+        stats: dict[str, Any] = {"method": p.method, "keep_buckets": list(p.keep_buckets)}
+        state: dict[str, Any] = {"cutoffs": None}
+        if p.method == "cutoffs":
+            state["cutoffs"] = [float(p.cutoffs[0]), float(p.cutoffs[1])]  # type: ignore[index]
+        elif p.method == "max":
+            stats["max_perplexity"] = p.max_perplexity
+        else:
+            hist = None
+            for i in self.data_inputs(list(inputs)):
+                h = ctx.aggregate(inputs[i], _HistPartial(p.column), _hist_merge, columns=[p.column])
+                if h is not None:
+                    hist = h if hist is None else _hist_merge(hist, h)
+            if hist is None or hist[1].sum() == 0:
+                ctx.warnings.append("perplexity_filter: no finite perplexity values; every document goes to tail")
+                state["cutoffs"] = [-math.inf, -math.inf]
+                stats["docs"] = 0
+            else:
+                vals, cnts = hist
+                c = [percentile_from_hist(vals, cnts, q) for q in p.percentiles]
+                state["cutoffs"] = c
+                stats["docs"] = int(cnts.sum())
+                stats["percentiles"] = list(p.percentiles)
+                stats["cutoffs"] = {f"P{q:g}": v for q, v in zip(p.percentiles, c)}
+                b = assign_buckets(vals, c[0], c[1])
+                stats["bucket_docs"] = {k: int(cnts[b == k].sum()) for k in BUCKETS}
+        if state["cutoffs"] is not None and math.isinf(state["cutoffs"][0]):
+            state["cutoffs"] = None
+            state["all_tail"] = True
+        if state["cutoffs"] is not None:
+            stats["cutoffs_used"] = {"head_below": state["cutoffs"][0], "tail_from": state["cutoffs"][1]}
+        state["stats"] = stats
+        return state
+
+    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
+        p = self.params
+        if p.column not in batch.column_names:
+            raise StageError(f"perplexity_filter: no column {p.column!r}; run perplexity_score first")
+        pp = pc.cast(batch.column(p.column), pa.float64()).to_numpy(zero_copy_only=False)
+        missing = ~np.isfinite(pp)
+        cut = state.get("cutoffs")
+        if cut is not None:
+            bucket = assign_buckets(pp, cut[0], cut[1])
+        elif state.get("all_tail"):
+            bucket = np.full(len(pp), "tail", dtype=object)
+        else:
+            bucket = np.full(len(pp), "all", dtype=object)
+        bucket[missing] = None
+        if p.method == "max":
+            ok = pp <= p.max_perplexity
+            reason = np.full(len(pp), "perplexity_too_high", dtype=object)
+            detail = [f"perplexity={v} > {p.max_perplexity:g}" for v in pp]
+        else:
+            ok = np.isin(bucket, list(p.keep_buckets))
+            reason = np.full(len(pp), "perplexity_bucket", dtype=object)
+            detail = [f"bucket={b} perplexity={v}" for b, v in zip(bucket, pp)]
+        ok &= ~missing
+        reason[missing] = "missing_perplexity"
+        out = batch.append_column(schema.CCNET_BUCKET, pa.array(bucket, type=pa.string()))
+        return split_batch(out, ok, pa.array(reason, pa.string()), pa.array(detail, pa.string()))
