@@ -98,12 +98,13 @@ def _thresholds(job: JobData, column: str) -> list[dict[str, Any]]:
         if params.get("column") == column and isinstance(params.get("value"), (int, float)):
             found.append({"node": n, "label": f"{n}: {column} {params.get('op', '>=')} {params['value']}",
                           "value": float(params["value"])})
+            continue
         explicit = (fit.get("thresholds") or {}).get(column) if isinstance(fit.get("thresholds"), dict) else None
         if explicit is not None:
             for _, v in _numbers(explicit):
                 found.append({"node": n, "label": f"{n}: {v:.4g}", "value": v})
             continue
-        if column not in _stage_columns(job, n) or params.get("column") == column:
+        if column not in _stage_columns(job, n) and params.get("column") != column:
             continue
         for src in (params, {k: v for k, v in fit.items() if k != "thresholds"}):
             for k, v in _numbers(src):
@@ -334,31 +335,34 @@ def plot_dag(job: JobData, funnel: list[dict[str, Any]]) -> str:
     layers: dict[int, list[str]] = {}
     for n in nodes:
         layers.setdefault(depth[n], []).append(n)
-    ncols, nrows = max(layers) + 1 if layers else 1, max((len(v) for v in layers.values()), default=1)
-    fig = _figure(max(6.0, 2.6 * ncols), max(1.6, 1.25 * nrows))
+    nlayers = max(layers) + 1 if layers else 1
+    width = max((len(v) for v in layers.values()), default=1)
+    dx, dy, bw, bh = 2.8, 1.15, 2.5, 0.78  # top-to-bottom layout, one row per DAG layer
+    fig = _figure(max(4.5, 0.85 * (dx * width + 0.4)), 0.85 * (dy * nlayers + 0.2))
     ax = fig.add_subplot(111)
     pos = {}
     for d, ns in layers.items():
         for k, n in enumerate(ns):
-            pos[n] = (d * 3.0, 1.3 * ((nrows - 1) / 2 + (len(ns) - 1) / 2 - k))  # layers centred vertically
-    bw, bh = 2.3, 0.95
+            pos[n] = (dx * (k - (len(ns) - 1) / 2), -dy * d)
     for n in nodes:
         for i in job.inputs_of(n):
             if i in pos:
                 (x0, y0), (x1, y1) = pos[i], pos[n]
-                ax.annotate("", xy=(x1 - bw / 2, y1), xytext=(x0 + bw / 2, y0),
+                ax.annotate("", xy=(x1, y1 + bh / 2), xytext=(x0, y0 - bh / 2),
                             arrowprops={"arrowstyle": "-|>", "color": "#64748b", "lw": 1.2})
     for n, (x, y) in pos.items():
         r = info[n]
         ax.add_patch(FancyBboxPatch((x - bw / 2, y - bh / 2), bw, bh, boxstyle="round,pad=0.02",
                                     fc=_COLORS.get(r["kind"], "#e5e7eb"), ec="#334155", lw=1))
-        extra = f" +{_fmt(r['copies_added'])}c" if r.get("copies_added") else ""
-        ax.text(x, y + 0.22, n, ha="center", va="center", fontsize=9, weight="bold")
-        ax.text(x, y + 0.0, r["stage"], ha="center", va="center", fontsize=7.5, color="#475569")
-        ax.text(x, y - 0.24, f"{_fmt(r['in'])} → {_fmt(r['kept'])}{extra}  (−{_fmt(r['rejected'])})",
-                ha="center", va="center", fontsize=7.5)
-    ax.set_xlim(-bw / 2 - 0.3, (ncols - 1) * 3.0 + bw / 2 + 0.3)
-    ax.set_ylim(-bh, 1.3 * (nrows - 1) + bh)
+        extra = f" +{_fmt(r['copies_added'])} copies" if r.get("copies_added") else ""
+        ax.text(x, y + 0.2, f"{n}  ·  {r['stage']}", ha="center", va="center", fontsize=9, weight="bold")
+        ax.text(x, y - 0.14, f"in {_fmt(r['in'])} → kept {_fmt(r['kept'])}{extra}", ha="center", va="center",
+                fontsize=8)
+        if r["rejected"]:
+            ax.text(x, y - 0.32, f"rejected {_fmt(r['rejected'])}", ha="center", va="center", fontsize=7.5,
+                    color="#b91c1c")
+    ax.set_xlim(-dx * width / 2 - 0.1, dx * width / 2 + 0.1)
+    ax.set_ylim(-dy * (nlayers - 1) - bh / 2 - 0.1, bh / 2 + 0.1)
     ax.axis("off")
     return _png(fig)
 
@@ -402,15 +406,19 @@ def plot_rejects(summary: dict[str, Any]) -> str | None:
 
 def plot_score(column: str, h: dict[str, Any]) -> str:
     edges = np.array(h["bin_edges"])
-    width = np.diff(edges)
     fig = _figure(8, 3.4)
     ax = fig.add_subplot(111)
-    bottom = np.zeros(len(width))
-    groups = sorted(h["counts"], key=lambda g: (g != "kept", g))
-    cmap = ["#22c55e", "#ef4444", "#f97316", "#a855f7", "#eab308", "#64748b", "#06b6d4"]
-    for k, g in enumerate(groups):
-        c = np.array(h["counts"][g], float)
-        ax.bar(edges[:-1], c, width=width, bottom=bottom, align="edge", color=cmap[k % len(cmap)], label=g, lw=0)
+    bottom = np.zeros(len(edges) - 1)
+    counts = {g: np.array(c, float) for g, c in h["counts"].items() if sum(c)}
+    rej = sorted((g for g in counts if g != "kept"), key=lambda g: -counts[g].sum())
+    shown = (["kept"] if "kept" in counts else []) + rej[:5]
+    if rej[5:]:
+        counts["rejected elsewhere"] = sum(counts[g] for g in rej[5:])
+        shown.append("rejected elsewhere")
+    cmap = ["#22c55e", "#ef4444", "#f97316", "#a855f7", "#0ea5e9", "#eab308", "#94a3b8"]
+    for k, g in enumerate(shown):
+        c = counts[g]
+        ax.stairs(bottom + c, edges, baseline=bottom.copy(), fill=True, color=cmap[k % len(cmap)], label=g)
         bottom += c
     span = h["max"] - h["min"]
     for t in h["thresholds"]:
