@@ -410,7 +410,9 @@ def _lowered_utf8(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> t
         texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
     if pa.types.is_dictionary(texts.type):
         texts = texts.cast(texts.type.value_type)
-    texts = texts.cast(pa.large_string()).fill_null("")
+    # take() gives fresh buffers with zero-based offsets (compute kernels on sliced inputs
+    # may return offsets that are not relative to the returned data buffer).
+    texts = texts.cast(pa.large_string()).fill_null("").take(pa.array(np.arange(len(texts), dtype=np.int64)))
     lowered = pc.ascii_lower(texts)
     is_ascii = pc.string_is_ascii(texts)
     if not pc.all(is_ascii).as_py():
@@ -422,7 +424,10 @@ def _lowered_utf8(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> t
     off = np.frombuffer(lowered.buffers()[1], dtype=np.int64)[lowered.offset : lowered.offset + len(lowered) + 1]
     buf = lowered.buffers()[2]
     data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
-    return data, off
+    if len(off) and (off[0] != 0 or off[-1] > data.size):  # pragma: no cover - defensive
+        lowered = pa.array(lowered.to_pylist(), type=pa.large_string())
+        return _lowered_utf8(lowered)
+    return data, np.ascontiguousarray(off)
 
 
 class HashedNgramFeaturizer:

@@ -1,0 +1,288 @@
+"""DSIR: features, distributions and weights against the data-selection 1.0.3 vectors
+(algorithms.md §2.1, §2.7, §7), plus selection semantics of `dsir_resample`."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from curate.stage import FitContext, LocalTaskRunner, ShardSet, StageError
+from curate.stages.dsir import DsirResample, target_is_path
+from curate.text import dsir as D
+
+RAW = ["the cat sat on the mat", "the dog sat on the log", "buy cheap pills now", "click here to subscribe"]
+
+
+# ----------------------------------------------------------------------------------------
+# Features
+# ----------------------------------------------------------------------------------------
+
+
+def test_hash_bucket_vectors():
+    assert D.hash_buckets("alice") == 6720
+    assert D.hash_buckets("alice went") == 114
+    expect = {"alice": 6720, "went": 5816, "to": 2441, "the": 8288, "store": 9879,
+              "alice went": 114, "went to": 4126, "to the": 1087, "the store": 3440}  # fmt: skip
+    for s, b in expect.items():
+        assert D.hash_buckets(s) == b
+        buf = np.frombuffer(s.encode(), dtype=np.uint8)
+        assert D.sha256_mod_bytes(buf, 10000) == b
+
+
+def test_ngram_counts_vector():
+    c = D.get_ngram_counts("Alice went to the store", ngrams=2, num_buckets=10000)
+    assert c.shape == (10000,)
+    assert c.sum() == 9
+    assert sorted(np.nonzero(c)[0].tolist()) == [114, 1087, 2441, 3440, 4126, 5816, 6720, 8288, 9879]
+    assert set(c[c > 0].tolist()) == {1}
+
+
+def test_wordpunct_and_length_metadata():
+    text = "Alice walked into the store\n\n()()($#%@?)@(#(*"
+    toks = D.wordpunct_tokenize(text)
+    assert toks == ["Alice", "walked", "into", "the", "store", "()()($#%@?)@(#(*"]
+    fz = D.HashedNgramFeaturizer()
+    assert D.example_length(fz.dense(text)) == len(toks) == 6
+    _, ntok = fz.counts([text, "", None, "a b"])
+    assert ntok.tolist() == [6, 0, 0, 2]
+
+
+def test_numba_kernel_matches_python_reference_on_unicode():
+    rng = random.Random(7)
+    alphabet = list("abcxyz ABC_09\t\n.,;!?()-—“”'") + ["é", "ü", "ß", "İ", "Σ", "日本", "語", "\u0301", "ﬁ", "١٢", "😀", "\u00a0", "\u2003"]
+    docs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)]
+    docs.append("x" * 300 + " " + "y" * 200)  # n-grams longer than one SHA block
+    for n, b in ((1, 10000), (2, 10000), (3, 997)):
+        fz = D.HashedNgramFeaturizer(b, n)
+        for d in docs:
+            assert (fz.dense(d) == D.get_ngram_counts_py(d, n, b)).all(), repr(d)
+        # whole-batch counts equal the sum of per-document reference vectors
+        total = sum(D.get_ngram_counts_py(d, n, b) for d in docs)
+        assert (fz.counts(docs)[0] == total).all()
+
+
+def test_cache_eviction_does_not_change_results():
+    docs = [" ".join(f"w{i * 7 + j}" for j in range(50)) for i in range(200)]
+    small = D.HashedNgramFeaturizer(10000, 2, max_cache=1 << 14)
+    big = D.HashedNgramFeaturizer(10000, 2)
+    ld = np.random.default_rng(0).normal(size=10000)
+    a = small.score(docs, ld)[0]
+    b = big.score(docs, ld)[0]
+    assert np.array_equal(a, b)
+    assert np.array_equal(small.score(docs[::-1], ld)[0], b[::-1])
+
+
+# ----------------------------------------------------------------------------------------
+# Distributions and weights
+# ----------------------------------------------------------------------------------------
+
+
+def _logw(smoothing: float) -> np.ndarray:
+    fz = D.HashedNgramFeaturizer()
+    raw_c, _ = fz.counts(RAW)
+    tgt_c, _ = fz.counts(RAW[:2])
+    assert raw_c.sum() == 36 and tgt_c.sum() == 22
+    t = D.target_distribution(tgt_c, smoothing)
+    r = D.raw_distribution(raw_c)
+    assert t.sum() == pytest.approx(1.0) and r.sum() == pytest.approx(1.0)
+    ld = D.log_diff(t, r)
+    assert np.allclose(ld, np.log(t + 1e-8) - np.log(r + 1e-8))
+    if smoothing:
+        p1 = tgt_c / tgt_c.sum()
+        T, B = tgt_c.sum(), 10000
+        assert np.allclose(t, (p1 * T + smoothing) / (T + smoothing * B))
+    return fz.score(RAW, ld)[0]
+
+
+def test_end_to_end_log_weights_match_reference():
+    assert np.allclose(_logw(0.0), [5.417240, 5.417240, -103.860135, -103.860135], atol=1e-6)
+    assert _logw(0.0)[0] == pytest.approx(11 * np.log(36 / 22), abs=1e-5)  # up to the 1e-8 epsilon
+    assert np.allclose(_logw(1.0), [-56.384904, -56.384904, -39.402434, -39.402434], atol=1e-6)
+
+
+def test_kl_divergence_and_reduction():
+    p = np.array([0.5, 0.5, 0.0])
+    assert D.kl_divergence(p, np.array([1, 1, 0])) == pytest.approx(0.0, abs=1e-7)
+    r = D.kl_reduction([p], np.array([1, 1, 2]), np.array([1, 1, 0]))
+    assert r["kl_target_raw"] == pytest.approx(np.log(2), abs=1e-6)
+    assert r["kl_reduction"] == pytest.approx(np.log(2), abs=1e-6)
+
+
+def test_gumbel_noise_is_seeded_and_standard():
+    ids = [f"doc{i}" for i in range(20000)]
+    g1 = D.gumbel_noise(ids, 3)
+    assert np.array_equal(g1, D.gumbel_noise(ids, 3))
+    assert not np.array_equal(g1, D.gumbel_noise(ids, 4))
+    assert g1.mean() == pytest.approx(0.5772, abs=0.03)  # Euler-Mascheroni
+    assert g1.std() == pytest.approx(np.pi / np.sqrt(6), abs=0.03)
+
+
+# ----------------------------------------------------------------------------------------
+# dsir_resample (in-process fit/apply)
+# ----------------------------------------------------------------------------------------
+
+
+def _write(path: Path, texts: list, ids: list[str] | None = None, col: str = "text") -> str:
+    ids = ids or [f"{path.stem}-{i}" for i in range(len(texts))]
+    pq.write_table(pa.table({"id": ids, col: texts}), path)
+    return str(path)
+
+
+def _fit(tmp: Path, stage: DsirResample, files: list[str], extra: dict | None = None) -> dict:
+    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp / "state", scratch_dir=tmp / "scr", seed=11, node_id="d",
+                     batch_size=7)
+    return stage.fit({"pool": ShardSet(files=tuple(files)), **(extra or {})}, ctx)
+
+
+def _run(stage: DsirResample, files: list[str], state: dict, batch: int = 5):
+    kept, rej = [], []
+    for f in files:
+        t = pq.read_table(f)
+        for off in range(0, t.num_rows, batch):
+            r = stage.apply(t.slice(off, batch), state)
+            kept.append(r.kept)
+            if r.rejected is not None:
+                rej.append(r.rejected)
+    kept_t = pa.concat_tables(kept)
+    rej_t = pa.concat_tables(rej) if rej else None
+    return kept_t, rej_t
+
+
+def test_stage_reproduces_reference_weights_and_rejects(tmp_path):
+    raw = _write(tmp_path / "raw.parquet", RAW)
+    tgt = _write(tmp_path / "tgt.parquet", RAW[:2])
+    st = DsirResample(target=tgt, min_tokens=0, budget=2).bind("d", 11)
+    state = _fit(tmp_path, st, [raw])
+    kept, rej = _run(st, [raw], state, batch=4)
+    assert sorted(kept.column("text").to_pylist()) == sorted(RAW[:2])
+    assert np.allclose(kept.column("dsir_logw").to_numpy(), 5.417240, atol=1e-6)
+    assert set(rej.column("reason").to_pylist()) == {"dsir_not_selected"}
+    assert rej.column("detail").to_pylist() == ["dsir_logw=-103.860135"] * 2
+    s = state["stats"]
+    assert s["selected_docs"] == 2 and s["pool_docs"] == 4 and s["target_ngrams"] == 22 and s["raw_ngrams"] == 36
+    assert s["kl_reduction"] > 0
+
+
+def _pool(tmp_path: Path, n_files: int = 1):
+    rng = np.random.default_rng(0)
+    words_a = [f"alpha{i}" for i in range(50)]
+    words_b = [f"beta{i}" for i in range(50)]
+    texts, ids = [], []
+    for i in range(120):
+        pool = words_a if i % 3 == 0 else words_b
+        k = 5 if i % 10 == 9 else 30  # every 10th doc is short
+        texts.append(" ".join(rng.choice(pool, size=k)))
+        ids.append(f"id{i:04d}")
+    step = len(texts) // n_files + 1
+    return [
+        _write(tmp_path / f"pool{n_files}-{j}.parquet", texts[j * step : (j + 1) * step], ids[j * step : (j + 1) * step])
+        for j in range(n_files)
+        if texts[j * step : (j + 1) * step]
+    ], texts, ids
+
+
+@pytest.mark.parametrize("unit,budget", [("docs", 25), ("tokens", 400), ("fraction", 0.25)])
+def test_selection_is_independent_of_files_and_batches(tmp_path, unit, budget):
+    tgt = _write(tmp_path / "tgt.parquet", [" ".join(f"alpha{i}" for i in range(50))])
+    results = []
+    for n_files, batch in ((1, 1000), (4, 3)):
+        files, texts, _ = _pool(tmp_path, n_files)
+        st = DsirResample(target=tgt, min_tokens=10, budget=budget, budget_unit=unit).bind("d", 11)
+        state = _fit(tmp_path / f"s{n_files}", st, files)
+        kept, rej = _run(st, files, state, batch=batch)
+        assert kept.num_rows + rej.num_rows == len(texts)
+        reasons = rej.column("reason").to_pylist()
+        assert reasons.count("too_few_tokens") == 12
+        results.append((sorted(kept.column("id").to_pylist()), state["stats"]))
+    assert results[0][0] == results[1][0]
+    sel, stats = results[0]
+    if unit == "docs":
+        assert len(sel) == 25
+    elif unit == "fraction":
+        assert len(sel) == int(0.25 * 108)
+    else:
+        assert stats["selected_tokens"] >= 400 and stats["selected_tokens"] - 30 < 400
+    assert stats["selected_docs"] == len(sel)
+    # the target looks like the alpha docs (every third doc)
+    assert sum(int(i[2:]) % 3 == 0 for i in sel) / len(sel) > 0.9
+    assert stats["kl_reduction"] > 0
+
+
+def test_seed_changes_selection_and_top_k_is_deterministic(tmp_path):
+    files, texts, ids = _pool(tmp_path)
+    tgt = _write(tmp_path / "tgt.parquet", [" ".join(f"alpha{i}" for i in range(25))])
+    sels = []
+    for seed in (1, 2):
+        st = DsirResample(target=tgt, min_tokens=10, budget=60, seed=seed).bind("d", 11)
+        state = _fit(tmp_path / f"s{seed}", st, files)
+        sels.append(set(_run(st, files, state)[0].column("id").to_pylist()))
+    assert sels[0] != sels[1] and len(sels[0]) == len(sels[1]) == 60
+    st = DsirResample(target=tgt, min_tokens=10, budget=20, top_k=True).bind("d", 11)
+    state = _fit(tmp_path / "tk", st, files)
+    kept, rej = _run(st, files, state)
+    lw_kept = kept.column("dsir_logw").to_numpy()
+    lw_rej = np.array([w for w, r in zip(rej.column("dsir_logw").to_pylist(), rej.column("reason").to_pylist())
+                       if r == "dsir_not_selected"])
+    assert lw_kept.min() >= lw_rej.max()
+
+
+def test_budget_larger_than_pool_keeps_all_with_warning(tmp_path):
+    files, texts, _ = _pool(tmp_path)
+    tgt = _write(tmp_path / "tgt.parquet", ["alpha1 alpha2"])
+    st = DsirResample(target=tgt, min_tokens=10, budget=10_000, short_docs="keep").bind("d", 11)
+    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="d")
+    state = st.fit({"pool": ShardSet(files=tuple(files))}, ctx)
+    assert "keeping every eligible document" in state["stats"]["warning"]
+    assert ctx.warnings and "budget" in ctx.warnings[0]
+    kept, rej = _run(st, files, state)
+    assert kept.num_rows == len(texts) and rej is None  # short docs pass through (short_docs=keep)
+
+
+def test_target_as_dag_node(tmp_path):
+    files, texts, _ = _pool(tmp_path)
+    tgt = _write(tmp_path / "t.parquet", ["alpha1 alpha2 alpha3"], col="body")
+    st = DsirResample(target="tgt_node", min_tokens=10, budget=10).bind("d", 11)
+    assert st.extra_inputs() == ["tgt_node"]
+    assert st.data_inputs(["pool", "tgt_node"]) == ["pool"]
+    state = _fit(tmp_path, st, files, {"tgt_node": ShardSet(files=(tgt,), text_column="body")})
+    assert state["stats"]["selected_docs"] == 10 and state["stats"]["target_docs"] == 1
+
+
+def test_bad_targets_and_params(tmp_path):
+    files, _, _ = _pool(tmp_path)
+    with pytest.raises(StageError, match="matches no Parquet files"):
+        _fit(tmp_path, DsirResample(target=str(tmp_path / "nope/*.parquet"), budget=5).bind("d", 1), files)
+    nocol = _write(tmp_path / "nocol.parquet", ["x"], col="body")
+    with pytest.raises(StageError, match="no text column 'text'"):
+        _fit(tmp_path, DsirResample(target=nocol, budget=5).bind("d", 1), files)
+    empty = _write(tmp_path / "empty.parquet", [])
+    with pytest.raises(StageError, match="is empty"):
+        _fit(tmp_path, DsirResample(target=empty, budget=5).bind("d", 1), files)
+    blank = _write(tmp_path / "blank.parquet", ["", "   "])
+    with pytest.raises(StageError, match="no tokens"):
+        _fit(tmp_path, DsirResample(target=blank, budget=5).bind("d", 1), files)
+    with pytest.raises(StageError, match="not among the node's inputs"):
+        _fit(tmp_path, DsirResample(target="ghost", budget=5).bind("d", 1), files)
+    for bad, name in (({"budget": 1.5, "budget_unit": "fraction"}, "budget"), ({"budget": 2.5}, "budget"),
+                      ({"budget": 5, "replacement": True}, "replacement"), ({"budget": 0}, "budget"),
+                      ({"budget": 5, "num_buckets": 0}, "num_buckets"), ({"budget": 5, "bogus": 1}, "bogus")):
+        with pytest.raises(ValidationError, match=name):
+            DsirResample(target="x.parquet", **bad)
+    assert target_is_path("data/x/*.parquet") and target_is_path("t.parquet") and not target_is_path("tgt")
+
+
+def test_sliced_and_chunked_arrow_inputs():
+    texts = ["Alpha beta", "Ünïcode café — “x”", None, "", "a.b,c"] * 4
+    col = pa.chunked_array([pa.array(texts[:7]), pa.array(texts[7:])])
+    fz = D.HashedNgramFeaturizer()
+    for a, b in ((0, 20), (3, 5), (6, 9), (11, 2)):
+        part = col.slice(a, b)
+        expect = [len(D.wordpunct_tokenize((t or "").lower())) for t in part.to_pylist()]
+        assert fz.counts(part)[1].tolist() == expect
+        assert (fz.counts(part)[0] == sum(D.get_ngram_counts_py(t or "") for t in part.to_pylist())).all()
