@@ -56,17 +56,23 @@ def _check(res, manifest: dict, out: Path) -> None:
     assert set(kept.column("domain").to_pylist()) == {"web", "code_docs"}
 
 
-def test_sample_corpus_local(tmp_path, sample):
-    root, manifest = sample
-    res = run_pipeline(_spec(root, tmp_path / "out"), executor="local", job_dir=tmp_path / "job")
-    _check(res, manifest, tmp_path / "out")
+@pytest.fixture(scope="module")
+def local_run(sample, tmp_path_factory):
+    root, _manifest = sample
+    d = tmp_path_factory.mktemp("local")
+    return run_pipeline(_spec(root, d / "out"), executor="local", job_dir=d / "job"), d / "out"
+
+
+def test_sample_corpus_local(sample, local_run):
+    res, out = local_run
+    _check(res, sample[1], out)
 
 
 @pytest.mark.ray
-def test_sample_corpus_ray_matches_local(tmp_path, sample, ray_local):
+def test_sample_corpus_ray_matches_local(tmp_path, sample, local_run, ray_local):
     root, manifest = sample
-    r_local = run_pipeline(_spec(root, tmp_path / "ol"), executor="local", job_dir=tmp_path / "jl")
-    r_ray = run_pipeline(_spec(root, tmp_path / "or"), executor="ray", job_dir=tmp_path / "jr")
-    _check(r_ray, manifest, tmp_path / "or")
+    r_local, out_local = local_run
+    r_ray = run_pipeline(_spec(root, tmp_path / "out"), executor="ray", job_dir=tmp_path / "job")
+    _check(r_ray, manifest, tmp_path / "out")
     assert r_local.ledger == r_ray.ledger
-    assert read_output(tmp_path / "ol").equals(read_output(tmp_path / "or"))
+    assert read_output(out_local).equals(read_output(tmp_path / "out"))
