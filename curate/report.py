@@ -502,6 +502,7 @@ h2{font-size:17px;margin:6px 0 10px}img{max-width:100%;display:block;margin:6px 
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0}td,th{border-bottom:1px solid #e2e8f0;
 padding:3px 10px;text-align:left}th{background:#f1f5f9}td.n{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#0f172a;color:#e2e8f0;padding:10px;border-radius:6px;font-size:12px;overflow:auto;max-height:420px}
+.row{display:flex;gap:20px;flex-wrap:wrap;align-items:flex-start}.row>div{flex:1 1 420px;min-width:0;overflow-x:auto}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#f1f5f9;border-radius:8px;padding:8px 14px}
 .card b{display:block;font-size:20px}.warn{color:#b45309}.muted{color:#64748b}
 """
@@ -524,6 +525,10 @@ def _img(b64: str | None, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
+def _row(*cells: str) -> str:
+    return '<div class="row">' + "".join(f"<div>{c}</div>" for c in cells) + "</div>"
+
+
 def render_html(job: JobData, s: dict[str, Any]) -> str:
     """The report page for summary ``s`` (images embedded as base64 PNG)."""
     info = s["job"]
@@ -538,27 +543,27 @@ def render_html(job: JobData, s: dict[str, Any]) -> str:
     if s["warnings"]:
         overview += "<ul>" + "".join(f'<li class="warn">{html.escape(w)}</li>' for w in s["warnings"]) + "</ul>"
     secs.append(("overview", "Overview", overview))
-    dag = _img(plot_dag(job, f), "pipeline DAG") + _img(plot_funnel(f), "funnel") + _table(
+    dag = _row(_img(plot_dag(job, f), "pipeline DAG"), _img(plot_funnel(f), "funnel")) + _table(
         ["node", "stage", "kind", "in", "kept", "rejected", "copies added", "inputs"],
         [[r["node"], r["stage"], r["kind"], r["in"], r["kept"], r["rejected"], r.get("copies_added") or 0,
           ", ".join(r["inputs"])] for r in f])
     secs.append(("dag", "Pipeline and funnel", dag))
-    rej = _img(plot_rejects(s), "rejects by reason") + _table(
+    rej = _row(_img(plot_rejects(s), "rejects by reason"), _table(
         ["node", "reason", "documents"],
-        [[n, r, c] for n, rs in s["rejects_by_reason"].items() for r, c in sorted(rs.items(), key=lambda kv: -kv[1])])
+        [[n, r, c] for n, rs in s["rejects_by_reason"].items() for r, c in sorted(rs.items(), key=lambda kv: -kv[1])]))
     secs.append(("rejects", "Rejects by reason", rej))
     if s["scores"]:
-        sc = "".join(_img(plot_score(c, h), f"histogram of {c}") + (
+        sc = _row(*(_img(plot_score(c, h), f"histogram of {c}") + (
             "<p class='muted'>thresholds: " + html.escape("; ".join(t["label"] for t in h["thresholds"])) + "</p>"
-            if h["thresholds"] else "") for c, h in s["scores"].items())
+            if h["thresholds"] else "") for c, h in s["scores"].items()))
     else:
         sc = '<p class="muted">No score columns (quality, perplexity, dsir_logw) in this job.</p>'
     secs.append(("scores", "Score distributions", sc))
     d = s["dedup"]
     if d:
-        dd = _img(plot_dedup(d), "dedup cluster sizes") + _table(
+        dd = _row(_img(plot_dedup(d), "dedup cluster sizes"), _table(
             ["duplicates removed", "clusters with duplicates", "largest cluster", "source"],
-            [[d["duplicates_removed"], d["clusters_with_duplicates"], d["largest_cluster"], d["source"] or "-"]])
+            [[d["duplicates_removed"], d["clusters_with_duplicates"], d["largest_cluster"], d["source"] or "-"]]))
     else:
         dd = '<p class="muted">No deduplication in this job.</p>'
     secs.append(("dedup", "Deduplication", dd))
@@ -580,9 +585,9 @@ def render_html(job: JobData, s: dict[str, Any]) -> str:
     else:
         mx = '<p class="muted">Single domain, no mixing.</p>'
     secs.append(("mixing", "Domain mixing", mx))
-    secs.append(("timings", "Timings", _img(plot_timings(s["timings"]), "timings per stage") + _table(
+    secs.append(("timings", "Timings", _row(_img(plot_timings(s["timings"]), "timings per stage"), _table(
         ["node", "stage", "apply wall s", "fit wall s", "cpu s", "step wall s"],
-        [[r["node"], r["stage"], r["wall_s"], r["fit_wall_s"], r["cpu_s"], r["step_wall_s"]] for r in s["timings"]])))
+        [[r["node"], r["stage"], r["wall_s"], r["fit_wall_s"], r["cpu_s"], r["step_wall_s"]] for r in s["timings"]]))))
     digests = _table(["node", "fact", "value"], [[n, k, json.dumps(v) if not isinstance(v, str) else v]
                                                  for n, rs in s["model_digests"].items() for k, v in rs.items()])
     prov = (_table(["curate version", "seed", "executor", "started", "finished", "state"],
