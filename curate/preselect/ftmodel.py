@@ -98,6 +98,7 @@ class ModelInfo:
     nwords: int
     nlabels: int
     quantized: bool
+    labels: tuple[str, ...] = ()
 
 
 def check_model_file(path: str | Path) -> ModelInfo:
@@ -123,17 +124,20 @@ def check_model_file(path: str | Path) -> ModelInfo:
         pos += 28
         if nentries < 0 or nwords < 0 or nlabels < 0 or nentries != nwords + nlabels:
             raise StageError(f"{bad}: inconsistent dictionary header")
+        labels: list[str] = []
         for _ in range(nentries):
             end = mm.find(b"\0", pos)
-            if end < 0:
+            if end < 0 or end + 10 > size:
                 raise StageError(f"{bad}: truncated in the dictionary")
+            if mm[end + 9] == 1:  # entry type: 0 word, 1 label
+                labels.append(mm[pos:end].decode("utf-8", "replace"))
             pos = end + 1 + 9  # word\0, count int64, type int8
         pos += 8 * max(0, prune_size)
         if pos + 1 > size:
             raise StageError(f"{bad}: truncated after the dictionary")
         quant_in = mm[pos] != 0
         pos += 1
-        info = ModelInfo(version, _MODEL_NAMES[model], dim, bucket, word_ngrams, nwords, nlabels, quant_in)
+        info = ModelInfo(version, _MODEL_NAMES[model], dim, bucket, word_ngrams, nwords, nlabels, quant_in, tuple(labels))
         if quant_in:  # product-quantized (.ftz): layout is not size-checked further
             return info
         for which in ("input", "output"):

@@ -10,7 +10,14 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from curate import schema
-from curate.preselect.ftmodel import label_probability, load_model, model_digest, resolve_label, resolve_model_path
+from curate.preselect.ftmodel import (
+    check_model_file,
+    label_probability,
+    load_model,
+    model_digest,
+    resolve_label,
+    resolve_model_path,
+)
 from curate.stage import MapResult, MapStage, StageParams
 
 
@@ -110,10 +117,11 @@ class FastTextScore(MapStage):
         return MapResult(batch, None)
 
     def run_stats(self) -> dict[str, Any]:
-        if self._digest is None:  # not set up in this process: digest the file without loading it
+        if self._digest is None:  # not set up in this process: read the file without loading the model
             try:
                 local = resolve_model_path(self.params.model_path, self.params.cache_dir)
                 self._digest = model_digest(local)
+                self._labels = list(check_model_file(local).labels)
             except Exception as e:  # noqa: BLE001 - stats must never fail the job
                 return {"model_path": self.params.model_path, "model_sha256": None, "error": str(e)}
         out: dict[str, Any] = {
@@ -124,5 +132,6 @@ class FastTextScore(MapStage):
         }
         if self._labels:
             out["model_labels"] = self._labels
+        if self._empty_score is not None:
             out["empty_text_score"] = self._empty_score
         return out
