@@ -113,7 +113,7 @@ class EmbeddedRay:
             str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
             "--node-ip-address", "127.0.0.1", "--port", str(port),
             "--ray-client-server-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()),
+            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-port", str(free_port()),
             "--include-dashboard=false", "--disable-usage-stats",
             "--object-store-memory", str(self.object_store_mb * 1024 * 1024),
             "--temp-dir", str(self.temp_dir),
