@@ -156,8 +156,13 @@ class JobData:
         return [(n, f) for n in self.sinks for f in self.node_files(n)]
 
     @staticmethod
-    def iter_column_batches(path: str, columns: Sequence[str], originals_only: bool = True,
-                            filter_expr: Any = None, batch_size: int = 65536) -> Iterator[pa.Table]:
+    def iter_column_batches(
+        path: str,
+        columns: Sequence[str],
+        originals_only: bool = True,
+        filter_expr: Any = None,
+        batch_size: int = 65536,
+    ) -> Iterator[pa.Table]:
         """Stream ``columns`` of one file; ``originals_only`` drops mixing copies (mix_copy > 0)."""
         import pyarrow.dataset as ds
 
@@ -174,8 +179,9 @@ class JobData:
             if rb.num_rows:
                 yield pa.Table.from_batches([rb]).select(cols)
 
-    def find_rows(self, files: Sequence[str], expr: Any, fields: Sequence[str],
-                  columns: Sequence[str] | None = None) -> pa.Table | None:
+    def find_rows(
+        self, files: Sequence[str], expr: Any, fields: Sequence[str], columns: Sequence[str] | None = None
+    ) -> pa.Table | None:
         """Rows of ``files`` matching a dataset expression (predicate pushdown; streamed).
 
         ``fields`` are the columns ``expr`` refers to; files lacking any of them are skipped.

@@ -81,10 +81,21 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
     place), ``mix`` (bucket, repeat count, the ids of its copies) and ``outputs``.
     """
     job = JobData(job_dir)
-    text_cols = {schema.TEXT} | {(i or {}).get("text_column", schema.TEXT) for i in (job.spec.get("inputs") or {}).values()}
+    text_cols = {schema.TEXT} | {
+        (i or {}).get("text_column", schema.TEXT) for i in (job.spec.get("inputs") or {}).values()
+    }
     skip = tuple(text_cols)
-    out: dict[str, Any] = {"doc_id": doc_id, "source_id": doc_id, "status": "not_found", "rejected": None,
-                           "path": [], "final": {}, "dedup": None, "mix": None, "outputs": []}
+    out: dict[str, Any] = {
+        "doc_id": doc_id,
+        "source_id": doc_id,
+        "status": "not_found",
+        "rejected": None,
+        "path": [],
+        "final": {},
+        "dedup": None,
+        "mix": None,
+        "outputs": [],
+    }
     m = _COPY_SUFFIX.match(doc_id)
 
     # 1. the rejects sink: at most one node rejected this document
@@ -113,8 +124,11 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
                 c = job.find_rows(files, pc.field(SOURCE_ID) == str(sid), [SOURCE_ID], [schema.ID])
                 if c is not None:
                     copies = sorted(set(copies) | set(c.column(schema.ID).to_pylist()))
-        out["outputs"] = [name for name, o in (job.spec.get("outputs") or {}).items()
-                          if isinstance(o, dict) and o.get("node") in found_in]
+        out["outputs"] = [
+            name
+            for name, o in (job.spec.get("outputs") or {}).items()
+            if isinstance(o, dict) and o.get("node") in found_in
+        ]
     if rejected_at is None and not found_in:
         out["message"] = f"document {doc_id!r} is in neither the rejects nor the outputs of this job"
         return out
@@ -122,7 +136,9 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
     final = row if row is not None else found_in[end]
     final_row = _row(final, 0, skip)
     out["final"] = final_row
-    out["text_preview"] = next((_scalar(final.column(c)[0].as_py()) for c in text_cols if c in final.column_names), None)
+    out["text_preview"] = next(
+        (_scalar(final.column(c)[0].as_py()) for c in text_cols if c in final.column_names), None
+    )
     lookup_id = str(out["source_id"])
 
     # 3. the path: every upstream node, checked against its materialized parts when it has them
@@ -136,15 +152,24 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
         status = "rejected" if n == rejected_at else ("kept" if n in found_in else "passed")
         if status == "rejected":
             provided = {c for c in provided if c in final_row}
-        out["path"].append({
-            "node": n, "stage": job.stage_of(n), "status": status, "materialized": bool(files),
-            "scores": {c: src[c] for c in sorted(provided) if c in src},
-        })
+        out["path"].append(
+            {
+                "node": n,
+                "stage": job.stage_of(n),
+                "status": status,
+                "materialized": bool(files),
+                "scores": {c: src[c] for c in sorted(provided) if c in src},
+            }
+        )
 
     if rejected_at is not None:
         out["status"] = "rejected"
-        out["rejected"] = {"node": rejected_at, "stage": job.stage_of(rejected_at),
-                           "reason": final_row.get(schema.REASON), "detail": final_row.get(schema.DETAIL)}
+        out["rejected"] = {
+            "node": rejected_at,
+            "stage": job.stage_of(rejected_at),
+            "reason": final_row.get(schema.REASON),
+            "detail": final_row.get(schema.DETAIL),
+        }
     else:
         out["status"] = "kept"
 
@@ -163,23 +188,35 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
 
     # 5. mixing: bucket and repeat count
     if "mix_repeat" in final_row or "mix_bucket" in final_row:
-        out["mix"] = {"node": next((p["node"] for p in out["path"] if p["stage"] == "mix"), None),
-                      "bucket": final_row.get("mix_bucket"), "repeat": final_row.get("mix_repeat"),
-                      "copy_ids": copies}
+        out["mix"] = {
+            "node": next((p["node"] for p in out["path"] if p["stage"] == "mix"), None),
+            "bucket": final_row.get("mix_bucket"),
+            "repeat": final_row.get("mix_repeat"),
+            "copy_ids": copies,
+        }
     elif reason == "mix_not_sampled":
-        out["mix"] = {"node": rejected_at, "bucket": final_row.get(schema.DOMAIN), "repeat": 0, "copy_ids": [],
-                      "detail": final_row.get(schema.DETAIL)}
+        out["mix"] = {
+            "node": rejected_at,
+            "bucket": final_row.get(schema.DOMAIN),
+            "repeat": 0,
+            "copy_ids": [],
+            "detail": final_row.get(schema.DETAIL),
+        }
     return out
 
 
 def format_explanation(e: dict[str, Any]) -> str:
     """A short human-readable rendering of :func:`explain`'s result."""
-    lines = [f"document {e['doc_id']}" + (f" (copy of {e['source_id']})" if e["source_id"] != e["doc_id"] else "")]
+    lines = [
+        f"document {e['doc_id']}" + (f" (copy of {e['source_id']})" if e["source_id"] != e["doc_id"] else "")
+    ]
     if e["status"] == "not_found":
         return "\n".join(lines + [e.get("message", "not found")])
     if e["rejected"]:
         r = e["rejected"]
-        lines.append(f"REJECTED at node '{r['node']}' ({r['stage']}): reason={r['reason']} detail={r['detail']}")
+        lines.append(
+            f"REJECTED at node '{r['node']}' ({r['stage']}): reason={r['reason']} detail={r['detail']}"
+        )
     else:
         lines.append(f"KEPT in outputs: {', '.join(e['outputs']) or '(sink nodes)'}")
     lines.append("path:")
@@ -191,6 +228,8 @@ def format_explanation(e: dict[str, Any]) -> str:
         lines.append(f"dedup: cluster={d['cluster']} size={d['cluster_size']} kept_id={d['kept_id']}")
     if e["mix"]:
         mx = e["mix"]
-        lines.append(f"mix: bucket={mx['bucket']} repeat={mx['repeat']}"
-                     + (f" copies={', '.join(mx['copy_ids'])}" if mx.get("copy_ids") else ""))
+        lines.append(
+            f"mix: bucket={mx['bucket']} repeat={mx['repeat']}"
+            + (f" copies={', '.join(mx['copy_ids'])}" if mx.get("copy_ids") else "")
+        )
     return "\n".join(lines)

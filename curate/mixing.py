@@ -52,7 +52,9 @@ def temperature_weights(tokens: Sequence[float], alpha: float) -> list[float]:
     return (q / q.sum()).tolist()
 
 
-def unimax_allocation(tokens: Sequence[float], budget: float, max_epochs: float | Sequence[float]) -> list[float]:
+def unimax_allocation(
+    tokens: Sequence[float], budget: float, max_epochs: float | Sequence[float]
+) -> list[float]:
     """UniMax token allocation: uniform over domains, capped at ``max_epochs × n_i``.
 
     Domains are visited from the smallest to the largest (ties by index); each gets
@@ -70,7 +72,9 @@ def unimax_allocation(tokens: Sequence[float], budget: float, max_epochs: float 
     return out
 
 
-def unimax_weights(tokens: Sequence[float], budget: float, max_epochs: float | Sequence[float]) -> list[float]:
+def unimax_weights(
+    tokens: Sequence[float], budget: float, max_epochs: float | Sequence[float]
+) -> list[float]:
     """UniMax weights ``q_i = U_i / B`` (they sum to < 1 when every domain is capped)."""
     return [u / budget for u in unimax_allocation(tokens, budget, max_epochs)]
 

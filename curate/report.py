@@ -55,12 +55,27 @@ def _funnel(job: JobData) -> list[dict[str, Any]]:
         ns = job.nodes.get(n)
         if ns is None:
             continue
-        rows.append({
-            "node": n, "stage": ns.get("stage", ""), "kind": ns.get("kind", ""), "inputs": ns.get("inputs", []),
-            **{k: ns.get(k, 0) for k in ("in", "kept", "rejected", "copies_added", "bytes_in", "bytes_kept",
-                                          "bytes_rejected")},
-            "rejects_by_reason": ns.get("rejects_by_reason") or {},
-        })
+        rows.append(
+            {
+                "node": n,
+                "stage": ns.get("stage", ""),
+                "kind": ns.get("kind", ""),
+                "inputs": ns.get("inputs", []),
+                **{
+                    k: ns.get(k, 0)
+                    for k in (
+                        "in",
+                        "kept",
+                        "rejected",
+                        "copies_added",
+                        "bytes_in",
+                        "bytes_kept",
+                        "bytes_rejected",
+                    )
+                },
+                "rejects_by_reason": ns.get("rejects_by_reason") or {},
+            }
+        )
     return rows
 
 
@@ -96,10 +111,17 @@ def _thresholds(job: JobData, column: str) -> list[dict[str, Any]]:
         params = job.node_params.get(n, {})
         fit = (job.nodes.get(n) or {}).get("fit_stats") or {}
         if params.get("column") == column and isinstance(params.get("value"), (int, float)):
-            found.append({"node": n, "label": f"{n}: {column} {params.get('op', '>=')} {params['value']}",
-                          "value": float(params["value"])})
+            found.append(
+                {
+                    "node": n,
+                    "label": f"{n}: {column} {params.get('op', '>=')} {params['value']}",
+                    "value": float(params["value"]),
+                }
+            )
             continue
-        explicit = (fit.get("thresholds") or {}).get(column) if isinstance(fit.get("thresholds"), dict) else None
+        explicit = (
+            (fit.get("thresholds") or {}).get(column) if isinstance(fit.get("thresholds"), dict) else None
+        )
         if explicit is not None:
             for _, v in _numbers(explicit):
                 found.append({"node": n, "label": f"{n}: {v:.4g}", "value": v})
@@ -163,8 +185,12 @@ def _score_hist(job: JobData, column: str) -> dict[str, Any] | None:
             v = pc.drop_null(t.column(column)).to_numpy(zero_copy_only=False).astype(np.float64)
             acc += np.histogram(v[np.isfinite(v)], bins=edges)[0]
     return {
-        "count": count, "min": lo, "max": hi, "mean": total / count,
-        "bin_edges": edges.tolist(), "counts": {g: c.tolist() for g, c in groups.items()},
+        "count": count,
+        "min": lo,
+        "max": hi,
+        "mean": total / count,
+        "bin_edges": edges.tolist(),
+        "counts": {g: c.tolist() for g, c in groups.items()},
         "thresholds": _thresholds(job, column),
     }
 
@@ -186,8 +212,12 @@ def _bucket_label(lo: int, hi: int | None) -> str:
 def _dedup(job: JobData) -> dict[str, Any] | None:
     """Cluster-size distribution: from ``dup_cluster_size`` on representatives, or else
     from the dedup rejects (each rejected duplicate names the id kept in its place)."""
-    removed = sum(n for ns in job.nodes.values() for r, n in (ns.get("rejects_by_reason") or {}).items()
-                  if _DUP_REASON.search(r))
+    removed = sum(
+        n
+        for ns in job.nodes.values()
+        for r, n in (ns.get("rejects_by_reason") or {}).items()
+        if _DUP_REASON.search(r)
+    )
     sizes: Counter = Counter()
     source = None
     col = schema.DUP_CLUSTER_SIZE
@@ -198,7 +228,9 @@ def _dedup(job: JobData) -> dict[str, Any] | None:
             cols = [col, schema.REASON]
             for t in job.iter_column_batches(f, cols):
                 if schema.REASON in t.column_names:  # rejected duplicates are not representatives
-                    keep = pc.invert(pc.fill_null(pc.match_substring_regex(t.column(schema.REASON), "(?i)dup"), False))
+                    keep = pc.invert(
+                        pc.fill_null(pc.match_substring_regex(t.column(schema.REASON), "(?i)dup"), False)
+                    )
                     t = t.filter(keep)
                 v = pc.drop_null(t.column(col)).to_numpy(zero_copy_only=False).astype(np.int64)
                 sizes.update(Counter(v.tolist()))
@@ -220,10 +252,16 @@ def _dedup(job: JobData) -> dict[str, Any] | None:
     buckets = []
     for lo, hi in _SIZE_BUCKETS:
         m = [(s, c) for s, c in sizes.items() if s >= lo and (hi is None or s <= hi)]
-        buckets.append({"size": _bucket_label(lo, hi), "clusters": sum(c for _, c in m),
-                        "documents": sum(s * c for s, c in m)})
+        buckets.append(
+            {
+                "size": _bucket_label(lo, hi),
+                "clusters": sum(c for _, c in m),
+                "documents": sum(s * c for s, c in m),
+            }
+        )
     return {
-        "source": source, "duplicates_removed": removed,
+        "source": source,
+        "duplicates_removed": removed,
         "clusters_with_duplicates": sum(c for s, c in sizes.items() if s > 1),
         "largest_cluster": max(sizes) if sizes else 0,
         "size_buckets": buckets,
@@ -254,16 +292,34 @@ def _mixing(job: JobData) -> dict[str, Any] | None:
         return None
     tb, ta = sum(before.values()) or 1, sum(after.values()) or 1
     doms = sorted(set(before) | set(after))
-    return {"node": None, "source": "documents", "domains": {
-        d: {"available_share": before[d] / tb, "realized_share": after[d] / ta,
-            "available_docs": before[d], "realized_docs": after[d]} for d in doms}}
+    return {
+        "node": None,
+        "source": "documents",
+        "domains": {
+            d: {
+                "available_share": before[d] / tb,
+                "realized_share": after[d] / ta,
+                "available_docs": before[d],
+                "realized_docs": after[d],
+            }
+            for d in doms
+        },
+    }
 
 
 def _timings(job: JobData) -> list[dict[str, Any]]:
-    return [{"node": n, "stage": job.stage_of(n), "wall_s": float(ns.get("wall_s") or 0.0),
-             "fit_wall_s": float(ns.get("fit_wall_s") or 0.0), "cpu_s": float(ns.get("cpu_s") or 0.0),
-             "step_wall_s": float(ns.get("step_wall_s") or 0.0)}
-            for n in job.order if (ns := job.nodes.get(n)) is not None]
+    return [
+        {
+            "node": n,
+            "stage": job.stage_of(n),
+            "wall_s": float(ns.get("wall_s") or 0.0),
+            "fit_wall_s": float(ns.get("fit_wall_s") or 0.0),
+            "cpu_s": float(ns.get("cpu_s") or 0.0),
+            "step_wall_s": float(ns.get("step_wall_s") or 0.0),
+        }
+        for n in job.order
+        if (ns := job.nodes.get(n)) is not None
+    ]
 
 
 def build_summary(job: JobData) -> dict[str, Any]:
@@ -284,8 +340,9 @@ def build_summary(job: JobData) -> dict[str, Any]:
         "curate_version": info.get("curate_version") or __version__,
         "seed": info.get("seed", job.spec.get("seed")),
         "funnel": _funnel(job),
-        "rejects_by_reason": {n: ns.get("rejects_by_reason") or {} for n, ns in job.nodes.items()
-                              if ns.get("rejects_by_reason")},
+        "rejects_by_reason": {
+            n: ns.get("rejects_by_reason") or {} for n, ns in job.nodes.items() if ns.get("rejects_by_reason")
+        },
         "reject_totals": dict(totals.most_common()),
         "scores": scores,
         "dedup": _dedup(job),
@@ -348,19 +405,45 @@ def plot_dag(job: JobData, funnel: list[dict[str, Any]]) -> str:
         for i in job.inputs_of(n):
             if i in pos:
                 (x0, y0), (x1, y1) = pos[i], pos[n]
-                ax.annotate("", xy=(x1, y1 + bh / 2), xytext=(x0, y0 - bh / 2),
-                            arrowprops={"arrowstyle": "-|>", "color": "#64748b", "lw": 1.2})
+                ax.annotate(
+                    "",
+                    xy=(x1, y1 + bh / 2),
+                    xytext=(x0, y0 - bh / 2),
+                    arrowprops={"arrowstyle": "-|>", "color": "#64748b", "lw": 1.2},
+                )
     for n, (x, y) in pos.items():
         r = info[n]
-        ax.add_patch(FancyBboxPatch((x - bw / 2, y - bh / 2), bw, bh, boxstyle="round,pad=0.02",
-                                    fc=_COLORS.get(r["kind"], "#e5e7eb"), ec="#334155", lw=1))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - bw / 2, y - bh / 2),
+                bw,
+                bh,
+                boxstyle="round,pad=0.02",
+                fc=_COLORS.get(r["kind"], "#e5e7eb"),
+                ec="#334155",
+                lw=1,
+            )
+        )
         extra = f" +{_fmt(r['copies_added'])} copies" if r.get("copies_added") else ""
         ax.text(x, y + 0.2, f"{n}  ·  {r['stage']}", ha="center", va="center", fontsize=9, weight="bold")
-        ax.text(x, y - 0.14, f"in {_fmt(r['in'])} → kept {_fmt(r['kept'])}{extra}", ha="center", va="center",
-                fontsize=8)
+        ax.text(
+            x,
+            y - 0.14,
+            f"in {_fmt(r['in'])} → kept {_fmt(r['kept'])}{extra}",
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
         if r["rejected"]:
-            ax.text(x, y - 0.32, f"rejected {_fmt(r['rejected'])}", ha="center", va="center", fontsize=7.5,
-                    color="#b91c1c")
+            ax.text(
+                x,
+                y - 0.32,
+                f"rejected {_fmt(r['rejected'])}",
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                color="#b91c1c",
+            )
     ax.set_xlim(-dx * width / 2 - 0.1, dx * width / 2 + 0.1)
     ax.set_ylim(-dy * (nlayers - 1) - bh / 2 - 0.1, bh / 2 + 0.1)
     ax.axis("off")
@@ -461,8 +544,13 @@ def plot_mixing(m: dict[str, Any]) -> str:
     series.append(("realized_share", "after (realized)", "#2563eb"))
     w = 0.8 / len(series)
     for k, (key, label, color) in enumerate(series):
-        ax.bar(x + (k - (len(series) - 1) / 2) * w, [m["domains"][d].get(key, 0) for d in doms], w,
-               label=label, color=color)
+        ax.bar(
+            x + (k - (len(series) - 1) / 2) * w,
+            [m["domains"][d].get(key, 0) for d in doms],
+            w,
+            label=label,
+            color=color,
+        )
     ax.set_xticks(x, doms)
     ax.set_ylabel("token share" if m.get("source") == "mix" else "document share")
     ax.legend(fontsize=8)
@@ -500,9 +588,11 @@ nav{padding:8px 28px;background:#e2e8f0;font-size:13px}nav a{margin-right:14px;c
 section{background:#fff;margin:16px 28px;padding:12px 20px;border-radius:8px;box-shadow:0 1px 3px #0002}
 h2{font-size:17px;margin:6px 0 10px}img{max-width:100%;display:block;margin:6px 0}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0}td,th{border-bottom:1px solid #e2e8f0;
-padding:3px 10px;text-align:left}th{background:#f1f5f9}td.n{text-align:right;font-variant-numeric:tabular-nums}
+padding:3px 10px;text-align:left}th{background:#f1f5f9}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#0f172a;color:#e2e8f0;padding:10px;border-radius:6px;font-size:12px;overflow:auto;max-height:420px}
-.row{display:flex;gap:20px;flex-wrap:wrap;align-items:flex-start}.row>div{flex:1 1 420px;min-width:0;overflow-x:auto}
+.row{display:flex;gap:20px;flex-wrap:wrap;align-items:flex-start}
+.row>div{flex:1 1 420px;min-width:0;overflow-x:auto}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#f1f5f9;border-radius:8px;padding:8px 14px}
 .card b{display:block;font-size:20px}.warn{color:#b45309}.muted{color:#64748b}
 """
@@ -536,48 +626,123 @@ def render_html(job: JobData, s: dict[str, Any]) -> str:
     f = s["funnel"]
     inputs = sum(r["kept"] + r["rejected"] for r in f if r["kind"] == "input")
     final = sum(r["kept"] + (r.get("copies_added") or 0) for r in f if r["node"] in job.sinks)
-    cards = [("documents in", inputs), ("documents out", final),
-             ("rejected", sum(s["reject_totals"].values())), ("wall s", round(float(info.get("wall_s") or 0), 2))]
-    overview = '<div class="cards">' + "".join(
-        f'<div class="card"><b>{html.escape(_fmt(v))}</b>{html.escape(k)}</div>' for k, v in cards) + "</div>"
+    cards = [
+        ("documents in", inputs),
+        ("documents out", final),
+        ("rejected", sum(s["reject_totals"].values())),
+        ("wall s", round(float(info.get("wall_s") or 0), 2)),
+    ]
+    overview = (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{html.escape(_fmt(v))}</b>{html.escape(k)}</div>' for k, v in cards)
+        + "</div>"
+    )
     if s["warnings"]:
-        overview += "<ul>" + "".join(f'<li class="warn">{html.escape(w)}</li>' for w in s["warnings"]) + "</ul>"
+        overview += (
+            "<ul>" + "".join(f'<li class="warn">{html.escape(w)}</li>' for w in s["warnings"]) + "</ul>"
+        )
     secs.append(("overview", "Overview", overview))
     dag = _row(_img(plot_dag(job, f), "pipeline DAG"), _img(plot_funnel(f), "funnel")) + _table(
         ["node", "stage", "kind", "in", "kept", "rejected", "copies added", "inputs"],
-        [[r["node"], r["stage"], r["kind"], r["in"], r["kept"], r["rejected"], r.get("copies_added") or 0,
-          ", ".join(r["inputs"])] for r in f])
+        [
+            [
+                r["node"],
+                r["stage"],
+                r["kind"],
+                r["in"],
+                r["kept"],
+                r["rejected"],
+                r.get("copies_added") or 0,
+                ", ".join(r["inputs"]),
+            ]
+            for r in f
+        ],
+    )
     secs.append(("dag", "Pipeline and funnel", dag))
-    rej = _row(_img(plot_rejects(s), "rejects by reason"), _table(
-        ["node", "reason", "documents"],
-        [[n, r, c] for n, rs in s["rejects_by_reason"].items() for r, c in sorted(rs.items(), key=lambda kv: -kv[1])]))
+    rej = _row(
+        _img(plot_rejects(s), "rejects by reason"),
+        _table(
+            ["node", "reason", "documents"],
+            [
+                [n, r, c]
+                for n, rs in s["rejects_by_reason"].items()
+                for r, c in sorted(rs.items(), key=lambda kv: -kv[1])
+            ],
+        ),
+    )
     secs.append(("rejects", "Rejects by reason", rej))
     if s["scores"]:
-        sc = _row(*(_img(plot_score(c, h), f"histogram of {c}") + (
-            "<p class='muted'>thresholds: " + html.escape("; ".join(t["label"] for t in h["thresholds"])) + "</p>"
-            if h["thresholds"] else "") for c, h in s["scores"].items()))
+        sc = _row(
+            *(
+                _img(plot_score(c, h), f"histogram of {c}")
+                + (
+                    "<p class='muted'>thresholds: "
+                    + html.escape("; ".join(t["label"] for t in h["thresholds"]))
+                    + "</p>"
+                    if h["thresholds"]
+                    else ""
+                )
+                for c, h in s["scores"].items()
+            )
+        )
     else:
         sc = '<p class="muted">No score columns (quality, perplexity, dsir_logw) in this job.</p>'
     secs.append(("scores", "Score distributions", sc))
     d = s["dedup"]
     if d:
-        dd = _row(_img(plot_dedup(d), "dedup cluster sizes"), _table(
-            ["duplicates removed", "clusters with duplicates", "largest cluster", "source"],
-            [[d["duplicates_removed"], d["clusters_with_duplicates"], d["largest_cluster"], d["source"] or "-"]]))
+        dd = _row(
+            _img(plot_dedup(d), "dedup cluster sizes"),
+            _table(
+                ["duplicates removed", "clusters with duplicates", "largest cluster", "source"],
+                [
+                    [
+                        d["duplicates_removed"],
+                        d["clusters_with_duplicates"],
+                        d["largest_cluster"],
+                        d["source"] or "-",
+                    ]
+                ],
+            ),
+        )
     else:
         dd = '<p class="muted">No deduplication in this job.</p>'
     secs.append(("dedup", "Deduplication", dd))
     m = s["mixing"]
     if m:
         if m.get("source") == "mix":
-            rows = [[dn, e.get("available_tokens", 0), e.get("target_weight", 0.0), int(round(e.get("target_tokens", 0))),
-                     e.get("realized_tokens", 0), e.get("realized_share", 0.0), e.get("epochs_used", 0.0),
-                     e.get("max_epochs", 0.0), "yes" if e.get("cap_bound") else "no"] for dn, e in m["domains"].items()]
-            tbl = _table(["domain", "available tokens", "weight", "target tokens", "realized tokens",
-                          "realized share", "epochs used", "max epochs", "cap bound"], rows)
-            head = (f"<p>node <b>{html.escape(str(m['node']))}</b>: method {html.escape(str(m.get('method')))}, "
-                    f"budget {_fmt(m.get('budget_tokens'))} tokens, realized {_fmt(m.get('realized_tokens'))}, "
-                    f"on_cap {html.escape(str(m.get('on_cap')))}</p>")
+            rows = [
+                [
+                    dn,
+                    e.get("available_tokens", 0),
+                    e.get("target_weight", 0.0),
+                    int(round(e.get("target_tokens", 0))),
+                    e.get("realized_tokens", 0),
+                    e.get("realized_share", 0.0),
+                    e.get("epochs_used", 0.0),
+                    e.get("max_epochs", 0.0),
+                    "yes" if e.get("cap_bound") else "no",
+                ]
+                for dn, e in m["domains"].items()
+            ]
+            tbl = _table(
+                [
+                    "domain",
+                    "available tokens",
+                    "weight",
+                    "target tokens",
+                    "realized tokens",
+                    "realized share",
+                    "epochs used",
+                    "max epochs",
+                    "cap bound",
+                ],
+                rows,
+            )
+            head = (
+                f"<p>node <b>{html.escape(str(m['node']))}</b>: method {html.escape(str(m.get('method')))}, "
+                f"budget {_fmt(m.get('budget_tokens'))} tokens, realized {_fmt(m.get('realized_tokens'))}, "
+                f"on_cap {html.escape(str(m.get('on_cap')))}</p>"
+            )
         else:
             head = "<p class='muted'>No mix stage: document shares at the inputs vs in the outputs.</p>"
             tbl = ""
@@ -585,26 +750,63 @@ def render_html(job: JobData, s: dict[str, Any]) -> str:
     else:
         mx = '<p class="muted">Single domain, no mixing.</p>'
     secs.append(("mixing", "Domain mixing", mx))
-    secs.append(("timings", "Timings", _row(_img(plot_timings(s["timings"]), "timings per stage"), _table(
-        ["node", "stage", "apply wall s", "fit wall s", "cpu s", "step wall s"],
-        [[r["node"], r["stage"], r["wall_s"], r["fit_wall_s"], r["cpu_s"], r["step_wall_s"]] for r in s["timings"]]))))
-    digests = _table(["node", "fact", "value"], [[n, k, json.dumps(v) if not isinstance(v, str) else v]
-                                                 for n, rs in s["model_digests"].items() for k, v in rs.items()])
-    prov = (_table(["curate version", "seed", "executor", "started", "finished", "state"],
-                   [[s["curate_version"], str(s["seed"]), info.get("executor", ""), info.get("started_at", ""),
-                     info.get("finished_at", ""), info.get("state", "")]])
-            + "<h3>Model digests and run facts</h3>"
-            + (digests if s["model_digests"] else '<p class="muted">No models in this job.</p>')
-            + "<h3>Spec</h3><pre>" + html.escape(json.dumps(s["spec"], indent=2, sort_keys=True)) + "</pre>")
+    secs.append(
+        (
+            "timings",
+            "Timings",
+            _row(
+                _img(plot_timings(s["timings"]), "timings per stage"),
+                _table(
+                    ["node", "stage", "apply wall s", "fit wall s", "cpu s", "step wall s"],
+                    [
+                        [r["node"], r["stage"], r["wall_s"], r["fit_wall_s"], r["cpu_s"], r["step_wall_s"]]
+                        for r in s["timings"]
+                    ],
+                ),
+            ),
+        )
+    )
+    digests = _table(
+        ["node", "fact", "value"],
+        [
+            [n, k, json.dumps(v) if not isinstance(v, str) else v]
+            for n, rs in s["model_digests"].items()
+            for k, v in rs.items()
+        ],
+    )
+    prov = (
+        _table(
+            ["curate version", "seed", "executor", "started", "finished", "state"],
+            [
+                [
+                    s["curate_version"],
+                    str(s["seed"]),
+                    info.get("executor", ""),
+                    info.get("started_at", ""),
+                    info.get("finished_at", ""),
+                    info.get("state", ""),
+                ]
+            ],
+        )
+        + "<h3>Model digests and run facts</h3>"
+        + (digests if s["model_digests"] else '<p class="muted">No models in this job.</p>')
+        + "<h3>Spec</h3><pre>"
+        + html.escape(json.dumps(s["spec"], indent=2, sort_keys=True))
+        + "</pre>"
+    )
     secs.append(("provenance", "Spec and provenance", prov))
     nav = "".join(f'<a href="#{i}">{html.escape(t)}</a>' for i, t, _ in secs)
     body = "".join(f'<section id="{i}"><h2>{html.escape(t)}</h2>{c}</section>' for i, t, c in secs)
     title = html.escape(f"curate report: {info.get('name', job.dir.name)}")
-    meta = html.escape(f"job {job.dir.name} · state {info.get('state', '?')} · seed {s['seed']} · "
-                       f"executor {info.get('executor', '?')} · curate {s['curate_version']}")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{_CSS}</style></head><body><header><h1>{title}</h1><div class='meta'>{meta}</div></header>"
-            f"<nav>{nav}</nav>{body}</body></html>")
+    meta = html.escape(
+        f"job {job.dir.name} · state {info.get('state', '?')} · seed {s['seed']} · "
+        f"executor {info.get('executor', '?')} · curate {s['curate_version']}"
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{_CSS}</style></head><body><header><h1>{title}</h1><div class='meta'>{meta}</div></header>"
+        f"<nav>{nav}</nav>{body}</body></html>"
+    )
 
 
 def write_report(job_dir: str | Path) -> Path:

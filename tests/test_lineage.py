@@ -43,13 +43,27 @@ def test_rejected_documents_name_the_right_stage_and_reason(job):
                 assert e["path"][-1]["node"] == node and e["path"][-1]["status"] == "rejected"
                 # the path is upstream of the rejecting node, in DAG order, from one input
                 assert e["path"][0]["node"] in DOMAINS
-                assert [p["node"] for p in e["path"] if p["node"] not in DOMAINS] == \
-                    ["u", "len", "ppl", "dsir", "dd", "top", "mx"][: len(e["path"]) - 1]
+                assert [p["node"] for p in e["path"] if p["node"] not in DOMAINS] == [
+                    "u",
+                    "len",
+                    "ppl",
+                    "dsir",
+                    "dd",
+                    "top",
+                    "mx",
+                ][: len(e["path"]) - 1]
                 checked[(node, reason)] += 1
     # every reject reason of the ledger was exercised (ingest, map, barrier and mix rejects)
     assert set(checked) == {(n, r) for n, ns in stats["nodes"].items() for r in ns["rejects_by_reason"]}
-    assert {"null_text", "empty_text", "too_few_words", "threshold", "exact_duplicate", "below_threshold",
-            "mix_not_sampled"} <= {r for _, r in checked}
+    assert {
+        "null_text",
+        "empty_text",
+        "too_few_words",
+        "threshold",
+        "exact_duplicate",
+        "below_threshold",
+        "mix_not_sampled",
+    } <= {r for _, r in checked}
 
 
 def test_scores_dedup_and_mix_details(job):

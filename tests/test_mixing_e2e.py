@@ -60,7 +60,9 @@ def test_mix_yaml_local_shares_caps_ledger(tmp_path):
         assert real[d] == e["realized_tokens"]
         assert real[d] <= caps[d] * e["available_tokens"]  # no domain over its cap
         assert abs(real[d] / sum(real.values()) - e["target_share"]) < 0.005
-    assert man["domains"]["legal"]["cap_bound"] and man["domains"]["legal"]["epochs_used"] == pytest.approx(1.0)
+    assert man["domains"]["legal"]["cap_bound"] and man["domains"]["legal"]["epochs_used"] == pytest.approx(
+        1.0
+    )
     # water-filling by hand: legal fixed at its 1-epoch cap, the rest split 0.5 : 0.3
     rest = 100_000 - man["domains"]["legal"]["available_tokens"]
     assert man["domains"]["web"]["target_tokens"] == pytest.approx(rest * 0.5 / 0.8)

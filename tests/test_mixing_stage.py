@@ -22,11 +22,13 @@ def _write_domain(root: Path, domain: str, n: int, parts: int = 3, seed: int = 0
     lens = rng.integers(5, 120, size=n)
     files = []
     for p, idx in enumerate(np.array_split(np.arange(n), parts)):
-        t = pa.table({
-            "id": [f"{domain}-{i:05d}" for i in idx],
-            "text": [" ".join(["w"] * int(lens[i])) for i in idx],
-            "domain": [domain] * len(idx),
-        })
+        t = pa.table(
+            {
+                "id": [f"{domain}-{i:05d}" for i in idx],
+                "text": [" ".join(["w"] * int(lens[i])) for i in idx],
+                "domain": [domain] * len(idx),
+            }
+        )
         f = root / domain / f"part-{p:05d}.parquet"
         f.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(t, f)
@@ -50,8 +52,14 @@ def _tokens(files) -> dict[str, int]:
 
 def _run(stage: Mix, inputs: dict[str, ShardSet], tmp: Path, batch_size: int = 500):
     stage.bind("mix", seed=11)
-    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp / "state", scratch_dir=tmp / "scratch",
-                     seed=11, node_id="mix", batch_size=batch_size)
+    ctx = FitContext(
+        runner=LocalTaskRunner(),
+        state_dir=tmp / "state",
+        scratch_dir=tmp / "scratch",
+        seed=11,
+        node_id="mix",
+        batch_size=batch_size,
+    )
     (tmp / "state").mkdir(parents=True, exist_ok=True)
     state = json.loads(json.dumps(stage.fit(inputs, ctx)))  # state must be JSON-able
     kept, rej = [], []
@@ -138,7 +146,9 @@ def test_unimax_and_single_input_without_domain(tmp_path):
     files = _write_domain(tmp_path / "in", "solo", 300)
     for f in files:  # drop the domain column: one input = one domain named after the input
         pq.write_table(pq.read_table(f).drop_columns(["domain"]), f)
-    state, kept, rej, _ = _run(Mix(budget_tokens=5_000, unimax=True), {"solo": ShardSet(files=tuple(files))}, tmp_path)
+    state, kept, rej, _ = _run(
+        Mix(budget_tokens=5_000, unimax=True), {"solo": ShardSet(files=tuple(files))}, tmp_path
+    )
     assert set(state["stats"]["mix"]["domains"]) == {"solo"}
     assert set(kept.column("mix_bucket").to_pylist()) == {"solo"}
     assert abs(sum(_realized(kept).values()) - 5_000) < 120
@@ -146,15 +156,19 @@ def test_unimax_and_single_input_without_domain(tmp_path):
 
 def test_rehydration_upweights_big_clusters(tmp_path):
     n = 2000
-    t = pa.table({
-        "id": [f"r{i:05d}" for i in range(n)],
-        "text": ["a b c d e f g h i j"] * n,
-        "domain": ["web"] * n,
-        "dup_cluster_size": [1 if i % 2 else 150 for i in range(n)],  # weight 1 vs 8
-    })
+    t = pa.table(
+        {
+            "id": [f"r{i:05d}" for i in range(n)],
+            "text": ["a b c d e f g h i j"] * n,
+            "domain": ["web"] * n,
+            "dup_cluster_size": [1 if i % 2 else 150 for i in range(n)],  # weight 1 vs 8
+        }
+    )
     f = tmp_path / "in.parquet"
     pq.write_table(t, f)
-    state, kept, _, _ = _run(Mix(budget_tokens=20_000, rehydrate=True), {"in": ShardSet(files=(str(f),))}, tmp_path)
+    state, kept, _, _ = _run(
+        Mix(budget_tokens=20_000, rehydrate=True), {"in": ShardSet(files=(str(f),))}, tmp_path
+    )
     src = kept.filter(pa.compute.equal(kept.column("mix_copy"), 0))
     rep = dict(zip(src.column("id").to_pylist(), src.column("mix_repeat").to_pylist()))
     big = np.mean([rep.get(f"r{i:05d}", 0) for i in range(0, n, 2)])

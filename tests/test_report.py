@@ -23,17 +23,21 @@ def write_inputs(root: Path, seed: int = 0) -> None:
         for part in range(2):
             m = n // 2
             lens = rng.integers(3, 90, size=m)
-            texts: list[str | None] = [" ".join(f"{d}{int(x)}" for x in rng.integers(0, 400, size=int(k))) for k in lens]
+            texts: list[str | None] = [
+                " ".join(f"{d}{int(x)}" for x in rng.integers(0, 400, size=int(k))) for k in lens
+            ]
             texts[0] = None
             texts[1] = ""
             texts[2] = texts[4]  # exact duplicate
-            t = pa.table({
-                "text": texts,
-                "quality": rng.random(m),
-                "perplexity": rng.lognormal(6, 0.6, size=m),
-                "dsir_logw": rng.normal(0, 2, size=m),
-                "dup_cluster_size": np.where(rng.random(m) < 0.85, 1, rng.integers(2, 200, size=m)),
-            })
+            t = pa.table(
+                {
+                    "text": texts,
+                    "quality": rng.random(m),
+                    "perplexity": rng.lognormal(6, 0.6, size=m),
+                    "dsir_logw": rng.normal(0, 2, size=m),
+                    "dup_cluster_size": np.where(rng.random(m) < 0.85, 1, rng.integers(2, 200, size=m)),
+                }
+            )
             p = root / d / f"{d}-{part}.parquet"
             p.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(t, p)
@@ -48,14 +52,35 @@ def job_spec(root: Path) -> dict:
         "nodes": [
             {"id": "u", "stage": "union", "inputs": list(DOMAINS)},
             {"id": "len", "stage": "length_filter", "inputs": ["u"], "params": {"min_words": 5}},
-            {"id": "ppl", "stage": "threshold_filter", "inputs": ["len"],
-             "params": {"column": "perplexity", "op": "<=", "value": 900}},
-            {"id": "dsir", "stage": "threshold_filter", "inputs": ["ppl"],
-             "params": {"column": "dsir_logw", "op": ">=", "value": -2.5}},
+            {
+                "id": "ppl",
+                "stage": "threshold_filter",
+                "inputs": ["len"],
+                "params": {"column": "perplexity", "op": "<=", "value": 900},
+            },
+            {
+                "id": "dsir",
+                "stage": "threshold_filter",
+                "inputs": ["ppl"],
+                "params": {"column": "dsir_logw", "op": ">=", "value": -2.5},
+            },
             {"id": "dd", "stage": "exact_dedup", "inputs": ["dsir"]},
-            {"id": "top", "stage": "select_top", "inputs": ["dd"], "params": {"column": "quality", "fraction_docs": 0.8}},
-            {"id": "mx", "stage": "mix", "inputs": ["top"],
-             "params": {"budget_tokens": 20000, "weights": {"web": 0.5, "code": 0.3, "books": 0.2}, "rehydrate": True}},
+            {
+                "id": "top",
+                "stage": "select_top",
+                "inputs": ["dd"],
+                "params": {"column": "quality", "fraction_docs": 0.8},
+            },
+            {
+                "id": "mx",
+                "stage": "mix",
+                "inputs": ["top"],
+                "params": {
+                    "budget_tokens": 20000,
+                    "weights": {"web": 0.5, "code": 0.3, "books": 0.2},
+                    "rehydrate": True,
+                },
+            },
         ],
         "outputs": {"kept": {"node": "mx", "path": str(root / "out" / "kept")}},
     }
@@ -84,7 +109,9 @@ def test_summary_numbers_match_stats(job):
     for nid, ns in stats["nodes"].items():
         assert funnel[nid]["in"] == ns["in"] and funnel[nid]["kept"] == ns["kept"]
         assert funnel[nid]["rejected"] == ns["rejected"]
-    assert s["reject_totals"]["mix_not_sampled"] == stats["nodes"]["mx"]["rejects_by_reason"]["mix_not_sampled"]
+    assert (
+        s["reject_totals"]["mix_not_sampled"] == stats["nodes"]["mx"]["rejects_by_reason"]["mix_not_sampled"]
+    )
     assert s["seed"] == 7 and s["curate_version"]
     # every score column, with the applied thresholds / cutoffs
     assert set(s["scores"]) >= {"quality", "perplexity", "dsir_logw"}
@@ -119,29 +146,54 @@ def test_report_renders_in_headless_chromium(job, tmp_path):
     # one self-contained file: every image is embedded, nothing is fetched
     assert not re.search(r'(src|href)="(https?:|file:|//)', html)
     imgs = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', html)
-    assert {"pipeline DAG", "funnel", "rejects by reason", "histogram of quality", "histogram of perplexity",
-            "histogram of dsir_logw", "dedup cluster sizes", "domain shares before and after mixing",
-            "timings per stage"} <= set(imgs)
+    assert {
+        "pipeline DAG",
+        "funnel",
+        "rejects by reason",
+        "histogram of quality",
+        "histogram of perplexity",
+        "histogram of dsir_logw",
+        "dedup cluster sizes",
+        "domain shares before and after mixing",
+        "timings per stage",
+    } <= set(imgs)
     for sec in ("overview", "dag", "rejects", "scores", "dedup", "mixing", "timings", "provenance"):
         assert f'<section id="{sec}">' in html
 
     shot = tmp_path / "report.png"
-    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--user-data-dir=" + str(tmp_path / "profile"), "--allow-file-access-from-files"]
+    base = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--user-data-dir=" + str(tmp_path / "profile"),
+        "--allow-file-access-from-files",
+    ]
     url = Path(job.job_dir, "report.html").as_uri()
-    res = subprocess.run(base + ["--window-size=1280,2400", f"--screenshot={shot}", url],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        base + ["--window-size=1280,2400", f"--screenshot={shot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # a real, non-blank page
     # the DOM chromium built: all sections and images present, every image decoded
-    probe = ("<script>window.onload=()=>{const bad=[...document.images].filter(i=>!i.complete||i.naturalWidth==0);"
-             "document.body.setAttribute('data-probe',`imgs=${document.images.length} broken=${bad.length} "
-             "sections=${document.querySelectorAll('section').length}`)}</script>")
+    probe = (
+        "<script>window.onload=()=>{const bad=[...document.images].filter(i=>!i.complete||i.naturalWidth==0);"
+        "document.body.setAttribute('data-probe',`imgs=${document.images.length} broken=${bad.length} "
+        "sections=${document.querySelectorAll('section').length}`)}</script>"
+    )
     probed = tmp_path / "probe.html"
     probed.write_text(html.replace("</body>", probe + "</body>"))
-    dom = subprocess.run(base + ["--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        base + ["--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     m = re.search(r'data-probe="imgs=(\d+) broken=(\d+) sections=(\d+)"', dom.stdout)
     assert m, "the page did not finish loading"
@@ -167,10 +219,16 @@ def test_report_on_a_job_without_scores_or_mix(tmp_path):
     p = tmp_path / "in" / "a.parquet"
     p.parent.mkdir()
     pq.write_table(pa.table({"text": ["one two three four five six", "x", "one two three four five six"]}), p)
-    res = run_pipeline({"name": "tiny", "seed": 1, "inputs": {"d": {"path": str(p)}},
-                        "nodes": [{"id": "len", "stage": "length_filter", "inputs": ["d"], "params": {"min_words": 2}}],
-                        "outputs": {"kept": {"node": "len", "path": str(tmp_path / "out")}}},
-                       job_dir=tmp_path / "job")
+    res = run_pipeline(
+        {
+            "name": "tiny",
+            "seed": 1,
+            "inputs": {"d": {"path": str(p)}},
+            "nodes": [{"id": "len", "stage": "length_filter", "inputs": ["d"], "params": {"min_words": 2}}],
+            "outputs": {"kept": {"node": "len", "path": str(tmp_path / "out")}},
+        },
+        job_dir=tmp_path / "job",
+    )
     html = write_report(res.job_dir).read_text()
     assert "No score columns" in html and "no mixing" in html.lower()
     s = json.loads((Path(res.job_dir) / "summary.json").read_text())

@@ -64,9 +64,13 @@ class MixParams(StageParams):
         None, description="Explicit per-domain weights (normalized to sum 1); domains not listed get 0"
     )
     temperature: float | None = Field(
-        None, ge=0, description="Temperature sampling exponent α: q_i ∝ p_i^α over token shares p_i (1 = natural)"
+        None,
+        ge=0,
+        description="Temperature sampling exponent α: q_i ∝ p_i^α over token shares p_i (1 = natural)",
     )
-    unimax: bool = Field(False, description="UniMax: spread the budget uniformly, each domain capped at max_epochs")
+    unimax: bool = Field(
+        False, description="UniMax: spread the budget uniformly, each domain capped at max_epochs"
+    )
     max_epochs: float | dict[str, float] = Field(
         mixing.DEFAULT_MAX_EPOCHS,
         description="Repetition cap in epochs over a domain's unique tokens; a number or per-domain map "
@@ -86,11 +90,15 @@ class MixParams(StageParams):
     rehydrate_table: dict[int, float] | None = Field(
         None, description="Cluster-size lower bound -> weight (default {1:1, 2:2, 3:3, 5:5, 100:8, 1000:1})"
     )
-    seed: int | None = Field(None, description="Sampling seed (default: derived from the job seed and node id)")
+    seed: int | None = Field(
+        None, description="Sampling seed (default: derived from the job seed and node id)"
+    )
 
     @model_validator(mode="after")
     def _one_method(self) -> "MixParams":
-        chosen = [k for k, v in (("weights", self.weights), ("temperature", self.temperature)) if v is not None]
+        chosen = [
+            k for k, v in (("weights", self.weights), ("temperature", self.temperature)) if v is not None
+        ]
         if self.unimax:
             chosen.append("unimax")
         if len(chosen) > 1:
@@ -146,8 +154,16 @@ def _weights_of(t: pa.Table, rehydrate: bool, table: dict[int, float] | None) ->
 class _Scan:
     """Pass 1: per part file, write (domain, id, tokens, weight) and return domain totals."""
 
-    def __init__(self, text_column: str, token_column: str | None, default_domain: str | None,
-                 rehydrate: bool, table: dict[int, float] | None, out_dir: str, batch_size: int):
+    def __init__(
+        self,
+        text_column: str,
+        token_column: str | None,
+        default_domain: str | None,
+        rehydrate: bool,
+        table: dict[int, float] | None,
+        out_dir: str,
+        batch_size: int,
+    ):
         self.text_column, self.token_column, self.default_domain = text_column, token_column, default_domain
         self.rehydrate, self.table, self.out_dir, self.batch_size = rehydrate, table, out_dir, batch_size
 
@@ -160,12 +176,16 @@ class _Scan:
             doms = _domains_of(t, self.default_domain)
             tok = _tokens_of(t, self.text_column, self.token_column)
             w = _weights_of(t, self.rehydrate, self.table)
-            parts.append(pa.table({
-                "domain": pa.array(doms, pa.string()),
-                "id": pc.cast(t.column(schema.ID), pa.string()),
-                "tokens": pa.array(tok, pa.int64()),
-                "w": pa.array(w, pa.float64()),
-            }))
+            parts.append(
+                pa.table(
+                    {
+                        "domain": pa.array(doms, pa.string()),
+                        "id": pc.cast(t.column(schema.ID), pa.string()),
+                        "tokens": pa.array(tok, pa.int64()),
+                        "w": pa.array(w, pa.float64()),
+                    }
+                )
+            )
             darr = np.array(doms, dtype=object)
             for d in dict.fromkeys(doms):
                 m = darr == d
@@ -190,7 +210,7 @@ def _merge_totals(a: dict, b: dict) -> dict:
 
 def _domain_keys(t: pa.Table, d: str, rate: float, seed: int) -> tuple[np.ndarray, ...]:
     """(mask, whole copies, order keys, key bins) for domain ``d``'s rows of a sidecar batch."""
-    m = (t.column("domain").to_numpy(zero_copy_only=False) == d)
+    m = t.column("domain").to_numpy(zero_copy_only=False) == d
     ids = np.array(t.column("id").to_pylist(), dtype=object)[m]
     whole, frac = mixing.expected_copies(rate, t.column("w").to_numpy()[m])
     keys = mixing.order_keys(mixing.doc_uniforms(ids, seed, d), frac)
@@ -217,7 +237,9 @@ class _Hist:
                 "docs_whole": int((whole > 0).sum()),
                 "hist_tok": np.bincount(bins, weights=tok, minlength=mixing.KEY_BINS + 1),
                 "hist_docs": np.bincount(bins, minlength=mixing.KEY_BINS + 1),
-                "hist_new": np.bincount(bins, weights=(whole == 0).astype(np.float64), minlength=mixing.KEY_BINS + 1),
+                "hist_new": np.bincount(
+                    bins, weights=(whole == 0).astype(np.float64), minlength=mixing.KEY_BINS + 1
+                ),
             }
         return out
 
@@ -291,7 +313,11 @@ class Mix(BarrierStage):
         p = self.params
         names = self.data_inputs(list(inputs))
         default_domain = None
-        lacking = [n for n in names if inputs[n].files and schema.DOMAIN not in pq.read_schema(inputs[n].files[0]).names]
+        lacking = [
+            n
+            for n in names
+            if inputs[n].files and schema.DOMAIN not in pq.read_schema(inputs[n].files[0]).names
+        ]
         if lacking:
             if len(names) > 1:
                 raise StageError(
@@ -302,8 +328,15 @@ class Mix(BarrierStage):
         scratch = Path(ctx.scratch_dir) / f"{self.node_id}-mix"
         scratch.mkdir(parents=True, exist_ok=True)
         files = [f for n in names for f in inputs[n].files]
-        scan = _Scan(self.text_column, p.token_column, default_domain, p.rehydrate, p.rehydrate_table,
-                     str(scratch), ctx.batch_size)
+        scan = _Scan(
+            self.text_column,
+            p.token_column,
+            default_domain,
+            p.rehydrate,
+            p.rehydrate_table,
+            str(scratch),
+            ctx.batch_size,
+        )
         results = ctx.map_files(scan, files)
         totals: dict[str, dict] = {}
         for r in results:
@@ -344,7 +377,9 @@ class Mix(BarrierStage):
             if 0 < residual[d] and b < mixing.KEY_BINS:
                 crossing[d] = b
             before[d] = (b, mass)
-        rows = ctx.aggregate(sidecars, _Collect(rates, crossing, self._seed()), _merge_lists) if crossing else {}
+        rows = (
+            ctx.aggregate(sidecars, _Collect(rates, crossing, self._seed()), _merge_lists) if crossing else {}
+        )
         rows = rows or {}
 
         cutoffs, manifest_domains = {}, {}
@@ -416,7 +451,9 @@ class Mix(BarrierStage):
             out.append(f"mix: weighted domains {absent} have no documents in the input")
         return out
 
-    def _finish(self, ctx: FitContext, plan: dict, manifest: dict, default_domain: str | None) -> dict[str, Any]:
+    def _finish(
+        self, ctx: FitContext, plan: dict, manifest: dict, default_domain: str | None
+    ) -> dict[str, Any]:
         write_json_atomic(Path(ctx.state_dir) / "manifest.json", manifest)
         return {
             **plan,
@@ -430,10 +467,16 @@ class Mix(BarrierStage):
     # -- apply -------------------------------------------------------------------------
     def copies(self, batch: pa.Table, state: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
         """Number of output copies of every row of ``batch`` and each row's domain."""
-        if schema.DOMAIN not in batch.column_names and state.get("default_domain") is None and state.get("rates"):
+        if (
+            schema.DOMAIN not in batch.column_names
+            and state.get("default_domain") is None
+            and state.get("rates")
+        ):
             raise StageError(f"mix '{self.node_id}': rows have no '{schema.DOMAIN}' column")
         doms = _domains_of(batch, state.get("default_domain"))
-        table = {int(k): v for k, v in state["rehydrate_table"].items()} if state.get("rehydrate_table") else None
+        table = (
+            {int(k): v for k, v in state["rehydrate_table"].items()} if state.get("rehydrate_table") else None
+        )
         w = _weights_of(batch, bool(state.get("rehydrate")), table)
         ids = np.array(pc.cast(batch.column(schema.ID), pa.string()).to_pylist(), dtype=object)
         out = np.zeros(batch.num_rows, dtype=np.int64)
@@ -454,8 +497,12 @@ class Mix(BarrierStage):
         n, doms = self.copies(batch, state)
         rates = state.get("rates", {})
         detail = pa.array(
-            [f"domain={d} rate={rates[d]:.6g}" if d in rates else f"domain={d} has no share of the budget"
-             for d in doms], pa.string())
+            [
+                f"domain={d} rate={rates[d]:.6g}" if d in rates else f"domain={d} has no share of the budget"
+                for d in doms
+            ],
+            pa.string(),
+        )
         res = split_batch(batch, n > 0, MIX_NOT_SAMPLED, detail)
         kept = res.kept
         keep_n = n[n > 0]
