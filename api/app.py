@@ -255,6 +255,11 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         return JSONResponse({"detail": str(e), "problems": [{"node": None, "field": "cron", "message": str(e)}]},
                             status_code=422)
 
+    def running() -> Service:
+        if svc.supervisor is None or svc.scheduler is None:
+            raise HTTPException(503, "the service is starting; try again")
+        return svc
+
     def get_job_or_404(job_id: str) -> dict:
         job = svc.store.get_job(job_id)
         if job is None:
@@ -333,9 +338,8 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         """Stop a queued or running job (kills its driver; Ray ends the job's tasks).
         Partial outputs are marked with an ``INCOMPLETE`` file."""
         get_job_or_404(job_id)
-        assert svc.supervisor is not None
         try:
-            svc.supervisor.cancel(job_id)
+            running().supervisor.cancel(job_id)  # type: ignore[union-attr]
         except LookupError:
             raise HTTPException(404, f"no job with id '{job_id}'") from None
         except ValueError as e:
@@ -348,14 +352,13 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
     def retry(job_id: str) -> Submitted:
         """Run a failed, interrupted or cancelled job again, resuming from its completed shards."""
         get_job_or_404(job_id)
-        assert svc.supervisor is not None
         try:
-            svc.supervisor.retry(job_id)
+            running().supervisor.retry(job_id)  # type: ignore[union-attr]
         except LookupError:
             raise HTTPException(404, f"no job with id '{job_id}'") from None
         except ValueError as e:
             raise HTTPException(409, str(e)) from None
-        svc.supervisor.tick()
+        running().supervisor.tick()  # type: ignore[union-attr]
         job = get_job_or_404(job_id)
         return Submitted(id=job_id, state=job["state"], url=f"/v1/jobs/{job_id}")
 
@@ -404,8 +407,7 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
               dependencies=[Depends(auth)], responses=ERRORS)
     def create_schedule(body: ScheduleIn) -> dict:
         """A cron expression plus a spec template; each run processes only new shards."""
-        assert svc.scheduler is not None
-        return schedule_view(svc.scheduler.create(body.name, body.cron, body.spec))
+        return schedule_view(running().scheduler.create(body.name, body.cron, body.spec))  # type: ignore[union-attr]
 
     @app.get("/v1/schedules", tags=["schedules"], response_model=list[ScheduleOut])
     def list_schedules() -> list[dict]:
@@ -427,9 +429,16 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         s = svc.store.get_schedule(sched_id)
         if s is None:
             raise HTTPException(404, f"no schedule with id '{sched_id}'")
-        assert svc.scheduler is not None
-        with svc.scheduler._lock:
-            job_id = svc.scheduler.fire(s)
+        sched = running().scheduler
+        try:
+            with sched._lock:  # type: ignore[union-attr]
+                job_id = sched.fire(s)  # type: ignore[union-attr]
+        except BadSpec:
+            raise
+        except Exception as e:  # inputs vanished, template no longer valid...
+            problems = [p.model_dump() if hasattr(p, "model_dump") else {"message": str(p)}
+                        for p in getattr(e, "problems", [])]
+            raise BadSpec(422, f"this schedule's run could not start: {e}", problems) from None
         s = svc.store.get_schedule(sched_id) or s
         return {"job_id": job_id, "message": s.get("last_message")}
 

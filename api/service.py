@@ -143,8 +143,10 @@ class Service:
             validate_spec(spec, check_inputs=check_inputs)
         except SpecError as e:
             raise BadSpec(422, "invalid pipeline spec", _problems(e)) from None
-        except (ValueError, TypeError, KeyError) as e:
-            raise BadSpec(422, "invalid pipeline spec", [{"node": None, "field": None, "message": str(e)}]) from None
+        except Exception as e:  # anything else a hostile spec can provoke is still the spec's fault
+            log.info("spec rejected by %s: %s", type(e).__name__, e)
+            raise BadSpec(422, "invalid pipeline spec",
+                          [{"node": None, "field": None, "message": f"{type(e).__name__}: {e}"}]) from None
         return spec
 
     def submit(self, spec: dict, *, schedule_id: str | None = None, run_number: int | None = None,
