@@ -196,3 +196,31 @@ def test_multiple_inputs_without_domain_column_is_a_clear_error(tmp_path):
         ins[d] = ShardSet(files=tuple(files))
     with pytest.raises(StageError, match="domain"):
         _run(Mix(budget_tokens=100), ins, tmp_path)
+
+
+def test_token_column_counts_instead_of_words(tmp_path):
+    from curate.stage import StageError
+
+    t = pa.table(
+        {
+            "id": [f"t{i:04d}" for i in range(400)],
+            "text": ["x"] * 400,  # 1 word each; the count column says otherwise
+            "domain": ["a"] * 200 + ["b"] * 200,
+            "ntok": [10] * 200 + [30] * 200,
+        }
+    )
+    f = tmp_path / "in.parquet"
+    pq.write_table(t, f)
+    ins = {"in": ShardSet(files=(str(f),))}
+    state, kept, _, _ = _run(
+        Mix(budget_tokens=3000, weights={"a": 0.5, "b": 0.5}, token_column="ntok"), ins, tmp_path
+    )
+    man = state["stats"]["mix"]["domains"]
+    assert man["a"]["available_tokens"] == 2000 and man["b"]["available_tokens"] == 6000
+    assert (
+        man["a"]["realized_tokens"] == 1500 and man["b"]["realized_tokens"] == 1500
+    )  # exact: 150 and 50 docs
+    n_a = sum(1 for d in kept.column("mix_bucket").to_pylist() if d == "a")
+    assert n_a == 150
+    with pytest.raises(StageError, match="token_column 'nope'"):
+        _run(Mix(budget_tokens=100, token_column="nope"), ins, tmp_path / "x")
