@@ -128,7 +128,7 @@ def main() -> None:
         print(f"mix   ours (fit 3 passes + apply): {dt_o:.2f}s  max share error {err_o:.2e}")
         print(f"mix   naive in-memory (fit only):  {dt_n:.2f}s  max share error {err_n:.2e}")
         print(
-            f"mix   ratio ours/naive: {dt_o / dt_n:.2f}x   (Arrow pool peak during ours: {peak_o / 1e6:.1f} MB)"
+            f"mix   ratio ours/naive: {dt_o / dt_n:.2f}x   (Arrow peak: {peak_o / 1e6:.1f} MB)"
         )
         print("mix   realized tokens ours vs naive:", {d: (real_o[d], real_n[d]) for d in sorted(real_o)})
 
