@@ -10,9 +10,9 @@ log2-likelihood and ``chars`` the character count of the original text. Only the
 *within-document* ranking of models matters for the labels, so the normalization is for
 readability and cross-document comparisons.
 
-KenLM documents are scored as one sentence (``bos``/``eos``), after newlines become
-spaces and, by default, CCNet normalization (algorithms.md §3.1, the same as
-``curate lm train`` applies). Empty documents are skipped (as the reference does) and
+KenLM documents are prepared exactly as ``curate lm train`` and the ``perplexity_score``
+stage do (CCNet normalization of the whole document, which deletes newlines, then one
+sentence with ``bos``/``eos``; algorithms.md §3.1-3.2). Empty documents are skipped (as the reference does) and
 counted in the summary. HF models score each document on its own with a strided window
 (``block_size``/``stride``); the reference concatenates documents into one token stream
 instead, which conditions each document on its predecessor — see the README.
@@ -37,7 +37,6 @@ from curate.stage import StageError, write_json_atomic
 from curate.util import file_digest
 
 LOG2_10 = math.log2(10.0)
-Normalize = Literal["ccnet", "none"]
 
 
 class LossModel(Protocol):
@@ -50,46 +49,40 @@ class LossModel(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-def _ccnet_normalizer():
-    try:
-        from curate.text.ccnet import normalize  # written by the perplexity area
-    except ImportError as e:  # pragma: no cover - depends on the build
-        raise StageError(
-            "CCNet normalization (curate.text.ccnet) is not available in this build; use normalize='none'"
-        ) from e
-    return normalize
-
-
-def prepare_kenlm_text(text: str, normalize: Normalize = "ccnet", _norm: Any = None) -> str:
-    """The string KenLM scores for a document: newlines -> spaces, then optional CCNet normalization."""
-    text = text.replace("\n", " ")
-    if normalize == "ccnet":
-        text = (_norm or _ccnet_normalizer())(text)
-    return " ".join(text.split())
-
-
 class KenLMLoss:
-    """Total bits of each document under a KenLM model (one sentence per document)."""
+    """Total bits of each document under a KenLM model, text prepared as the perplexity stage does.
 
-    def __init__(self, name: str, path: str | Path, normalize: Normalize = "ccnet"):
-        import kenlm
+    ``mode="ccnet_faithful"`` (default): CCNet-normalize the whole document (which deletes
+    newlines) and score it as one sentence; ``per_line``: normalize and score each line.
+    ``normalize=False`` skips CCNet normalization; ``sentencepiece`` tokenizes after it.
+    """
 
-        p = Path(path)
-        if not p.is_file():
-            raise StageError(f"KenLM model file not found for model {name!r}: {path}")
+    def __init__(
+        self,
+        name: str,
+        path: str | Path,
+        normalize: bool = True,
+        mode: Literal["ccnet_faithful", "per_line"] = "ccnet_faithful",
+        sentencepiece: str | None = None,
+    ):
+        from curate.lm import ModelError, load_kenlm
+        from curate.text.ccnet import sentencepiece_tokenizer
+
         try:
-            self.model = kenlm.Model(str(p))
-        except Exception as e:  # kenlm raises OSError/RuntimeError with C++ messages
-            raise StageError(f"cannot load KenLM model {name!r} from {path}: corrupt or not ARPA/binary ({e})") from e
-        self.name, self.path, self.normalize = name, str(p), normalize
-        self._norm = _ccnet_normalizer() if normalize == "ccnet" else None
+            self.model = load_kenlm(path)
+        except ModelError as e:
+            raise StageError(f"KenLM model {name!r}: {e}") from e
+        self.name, self.path, self.normalize, self.mode = name, str(path), normalize, mode
+        self.sentencepiece = sentencepiece
+        self._tok = sentencepiece_tokenizer(sentencepiece) if sentencepiece else None
 
     def total_bits(self, texts: Sequence[str]) -> np.ndarray:
-        score = self.model.score
+        from curate.text.ccnet import lines_log10, prepare_lines
+
         out = np.empty(len(texts), dtype=np.float64)
         for i, t in enumerate(texts):
-            s = prepare_kenlm_text(t, self.normalize, self._norm)
-            out[i] = -score(s, bos=True, eos=True) * LOG2_10
+            log10, _ = lines_log10(self.model, prepare_lines(t, self.mode, self._tok, self.normalize))
+            out[i] = -log10 * LOG2_10
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -100,6 +93,8 @@ class KenLMLoss:
             "sha256": file_digest(self.path),
             "order": int(self.model.order),
             "normalize": self.normalize,
+            "mode": self.mode,
+            "sentencepiece": self.sentencepiece,
         }
 
 
@@ -168,8 +163,11 @@ class ModelSpec:
             return cls(name, path[3:], "hf")
         return cls(name, path, "kenlm")
 
-    def load(self, normalize: Normalize = "ccnet") -> LossModel:
-        return HFCausalLoss(self.name, self.path) if self.kind == "hf" else KenLMLoss(self.name, self.path, normalize)
+    def load(self, normalize: bool = True, mode: str = "ccnet_faithful", sentencepiece: str | None = None) -> LossModel:
+        """Instantiate the model (KenLM options are ignored for HF models)."""
+        if self.kind == "hf":
+            return HFCausalLoss(self.name, self.path)
+        return KenLMLoss(self.name, self.path, normalize, mode, sentencepiece)  # type: ignore[arg-type]
 
 
 def corpus_files(paths: Iterable[str]) -> list[tuple[str, str]]:
@@ -183,6 +181,8 @@ def corpus_files(paths: Iterable[str]) -> list[tuple[str, str]]:
         if not files:
             raise StageError(f"no Parquet files match {p}")
         for f in files:
+            if "://" not in f and not Path(f).is_file():
+                raise StageError(f"corpus file not found: {f}")
             rel = f[len(root) + 1:] if root and f.startswith(root + "/") else Path(f).name
             out.append((f, rel))
     return out
@@ -222,7 +222,10 @@ def compute_losses(
     docs = skipped = 0
     try:
         for f, rel in corpus_files(inputs):
-            pf = pq.ParquetFile(f)
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as e:  # noqa: BLE001 - pyarrow raises several types for bad files
+                raise StageError(f"{f} is not a readable Parquet file ({type(e).__name__}: {e})") from e
             if text_column not in pf.schema_arrow.names:
                 raise StageError(f"text column {text_column!r} not found in {f} (columns: {pf.schema_arrow.names})")
             want = [c for c in [schema.ID, text_column, *keep_columns] if c in pf.schema_arrow.names]
