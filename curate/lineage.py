@@ -225,7 +225,8 @@ def format_explanation(e: dict[str, Any]) -> str:
         lines.append(f"  {p['status']:>8}  {p['node']} ({p['stage']}){'  ' + sc if sc else ''}")
     if e["dedup"]:
         d = e["dedup"]
-        lines.append(f"dedup: cluster={d['cluster']} size={d['cluster_size']} kept_id={d['kept_id']}")
+        facts = [f"{k}={d[k]}" for k in ("cluster", "cluster_size", "kept_id") if d.get(k) is not None]
+        lines.append("dedup: " + (" ".join(facts) or "-"))
     if e["mix"]:
         mx = e["mix"]
         lines.append(
