@@ -13,7 +13,7 @@ import xxhash
 from pydantic import Field, field_validator, model_validator
 
 from curate import schema
-from curate.lm import ModelError, load_kenlm
+from curate.lm import ModelError, arpa_orders, is_arpa, load_kenlm
 from curate.stage import BarrierStage, FitContext, MapResult, MapStage, ShardSet, StageError, StageParams, split_batch
 from curate.text import ccnet
 
@@ -63,7 +63,6 @@ class PerplexityScore(MapStage):
         self._sp_path = _abs(self.params.sentencepiece)
         self._model: Any = None
         self._tok: Any = None
-        self._digest: str | None = None
 
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
@@ -87,19 +86,22 @@ class PerplexityScore(MapStage):
                 self._tok = ccnet.sentencepiece_tokenizer(self._sp_path)
             except Exception as e:  # noqa: BLE001
                 raise StageError(f"perplexity_score: cannot load SentencePiece model {self._sp_path}: {e}") from e
-        h = xxhash.xxh3_64()
-        with open(self._model_path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        self._digest = h.hexdigest()
 
     def run_stats(self) -> dict[str, Any]:
-        return {
-            "model": self._model_path,
-            "model_xxh3": self._digest,
-            "model_order": None if self._model is None else int(self._model.order),
-            "sentencepiece": self._sp_path,
-        }
+        """Model facts from the files alone (the driver never loads the model)."""
+        out: dict[str, Any] = {"model": self._model_path, "sentencepiece": self._sp_path}
+        for key, path in (("model_xxh3", self._model_path), ("sentencepiece_xxh3", self._sp_path)):
+            if path and Path(path).is_file():
+                h = xxhash.xxh3_64()
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 22), b""):
+                        h.update(chunk)
+                out[key] = h.hexdigest()
+        if self._model is not None:
+            out["model_order"] = int(self._model.order)
+        elif Path(self._model_path).is_file() and is_arpa(self._model_path):
+            out["model_order"] = len(arpa_orders(self._model_path))
+        return out
 
     def scores(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """(perplexity, is_empty) for a list of raw documents."""
