@@ -153,6 +153,12 @@ def train_classifier(
     valid = split_mask(keys, valid_fraction, split_seed) if valid_fraction > 0 else np.zeros(n, bool)
     if valid.all():
         raise StageError("the validation split holds every row; lower valid_fraction or use more groups")
+    train_classes = {labels[i] for i in np.flatnonzero(~valid)}
+    if pos not in train_classes or len(train_classes) < 2:
+        raise StageError(
+            f"the training split has classes {sorted(train_classes)}: it needs the positive label {pos!r} and "
+            "another class; change split_seed / valid_fraction or use more groups"
+        )
     texts = table.column(text_column).to_pylist()
     lines = prepare_lines(texts, newline_replacement)
     y = np.array([lab == pos for lab in labels], dtype=np.int64)
