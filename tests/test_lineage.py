@@ -116,3 +116,27 @@ def test_unknown_id_and_cli(job):
     assert json.loads(r.output)["rejected"]["reason"] == "too_few_words"
     r = CliRunner().invoke(app, ["explain", str(job.job_dir), "no-such-doc"])
     assert r.exit_code == 1
+
+
+@pytest.mark.ray
+def test_explain_and_report_agree_on_ray(job, tmp_path, ray_local):
+    """The same job on the Ray executor: identical lineage answers, a report is written."""
+    rjob = run_job(tmp_path, executor="ray")
+    assert (Path(rjob.job_dir) / "report.html").exists()
+    assert json.loads((Path(rjob.job_dir) / "summary.json").read_text())["job"]["executor"] == "ray"
+    sample = []
+    for node in ("web", "len", "ppl", "dd", "top", "mx"):
+        files = sorted(glob.glob(str(Path(job.job_dir) / "rejects" / node / "part-*.parquet")))
+        if files:
+            sample.append(pq.read_table(files[0], columns=["id"]).column("id")[0].as_py())
+    out = _table(str(Path(job.outputs["kept"]) / "part-*.parquet"))
+    sample += out.column("id").to_pylist()[:3]
+    for doc in sample:
+        a, b = explain(str(job.job_dir), doc), explain(str(rjob.job_dir), doc)
+        assert (a["status"], a["rejected"], a["mix"], a["dedup"]) == (
+            b["status"],
+            b["rejected"],
+            b["mix"],
+            b["dedup"],
+        )
+        assert [p["node"] for p in a["path"]] == [p["node"] for p in b["path"]]

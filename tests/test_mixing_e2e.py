@@ -75,6 +75,7 @@ def test_mix_yaml_local_shares_caps_ledger(tmp_path):
     assert (Path(res.job_dir) / "report.html").exists()  # the runner wrote the report
 
 
+@pytest.mark.ray
 def test_mix_identical_on_local_and_ray(tmp_path, ray_local):
     write_corpus(tmp_path / "data")
     spec = mix_spec(tmp_path / "data", tmp_path / "out_local")
@@ -93,3 +94,36 @@ def test_mix_identical_on_local_and_ray(tmp_path, ray_local):
     r3 = run_pipeline(mix_spec(tmp_path / "data", tmp_path / "out_again"), job_dir=tmp_path / "j3")
     for a, b in zip(f1, sorted(Path(r3.outputs["mixed"]).glob("part-*.parquet"))):
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_mix_joins_domain_branches_with_temperature(tmp_path):
+    """Several DAG inputs, one per domain (the `domain:` label), each with its own filter."""
+    write_corpus(tmp_path / "data")
+    spec = {
+        "name": "branches",
+        "seed": 5,
+        "settings": {"batch_size": 100},
+        "inputs": {d: {"path": str(tmp_path / "data" / d / "*.parquet"), "domain": d} for d in SIZES},
+        "nodes": [
+            {"id": "lw", "stage": "length_filter", "inputs": ["web"], "params": {"min_words": 40}},
+            {"id": "lc", "stage": "length_filter", "inputs": ["code_docs"], "params": {"min_words": 30}},
+            {
+                "id": "mx",
+                "stage": "mix",
+                "inputs": ["lw", "lc", "legal"],
+                "params": {"budget_tokens": 50_000, "temperature": 0.5},
+            },
+        ],
+        "outputs": {"kept": {"node": "mx", "path": str(tmp_path / "out")}},
+    }
+    res = run_pipeline(spec, job_dir=tmp_path / "job")
+    man = res.stats["nodes"]["mx"]["fit_stats"]["mix"]["domains"]
+    n = {d: man[d]["available_tokens"] for d in SIZES}
+    q = {d: (n[d] / sum(n.values())) ** 0.5 for d in n}  # q_i ∝ p_i^α by hand
+    real = _tokens(read_output(res.outputs["kept"]))
+    for d in SIZES:
+        assert man[d]["target_weight"] == pytest.approx(q[d] / sum(q.values()))
+        assert abs(real[d] / sum(real.values()) - man[d]["target_share"]) < 0.005
+        assert real[d] == man[d]["realized_tokens"]
+    ns = res.stats["nodes"]["mx"]
+    assert ns["in"] == sum(res.stats["nodes"][i]["kept"] for i in ("lw", "lc", "legal"))
