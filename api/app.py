@@ -8,8 +8,10 @@ state (cancel a finished job...), 413 body too large, 422 invalid spec / paramet
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -314,23 +316,37 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         job = svc.store.get_job(row["id"]) or row
         return Submitted(id=row["id"], state=job["state"], url=f"/v1/jobs/{row['id']}")
 
+    cache = ReadCache(svc.store)
+
     @app.get("/v1/jobs", tags=["jobs"], response_model=JobList)
-    def list_jobs(
+    async def list_jobs(
         state: JobState | None = Query(None, description="Only jobs in this state"),
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=10**9),
         schedule_id: str | None = Query(None, max_length=64, description="Only runs of this schedule"),
     ) -> JobList:
         """Jobs, newest first, paginated."""
-        rows, total = svc.store.list_jobs(state, limit, offset, schedule_id)
-        items = [_summary(r) for r in rows]
-        nxt = offset + len(items) if offset + len(items) < total else None
-        return JobList(items=items, total=total, limit=limit, offset=offset, next_offset=nxt)
+
+        def render() -> bytes:
+            rows, total = svc.store.list_jobs(state, limit, offset, schedule_id)
+            items = [_summary(r) for r in rows]
+            nxt = offset + len(items) if offset + len(items) < total else None
+            return JobList(items=items, total=total, limit=limit, offset=offset, next_offset=nxt).model_dump_json().encode()
+
+        return Response(cache.get(("list", state, limit, offset, schedule_id), render), media_type="application/json")
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"], response_model=JobOut, responses={404: {"model": ErrorOut}})
-    def get_job(job_id: str, include_spec: bool = Query(True, description="Include the resolved spec")) -> dict:
+    async def get_job(job_id: str, include_spec: bool = Query(True, description="Include the resolved spec")) -> Response:
         """State, per-step progress, ledger, timings, error, outputs, artifacts and history."""
-        return job_view(svc.store, get_job_or_404(job_id), include_spec)
+
+        def render() -> bytes:
+            job = svc.store.get_job(job_id)
+            return b"" if job is None else json.dumps(job_view(svc.store, job, include_spec), default=str).encode()
+
+        body = cache.get(("job", job_id, include_spec), render)
+        if not body:
+            raise HTTPException(404, f"no job with id '{job_id}'")
+        return Response(body, media_type="application/json")
 
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], response_model=JobOut, dependencies=[Depends(auth)],
               responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 401: {"model": ErrorOut}})
@@ -464,6 +480,26 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
 
     app.openapi = custom_openapi  # type: ignore[method-assign]
     return app
+
+
+class ReadCache:
+    """Rendered responses keyed by request, valid while the store has seen no write and for
+    at most ``ttl`` seconds. Many clients polling the same job cost one render per change."""
+
+    def __init__(self, store: st.Store, ttl: float = 1.0, max_entries: int = 2048):
+        self.store, self.ttl, self.max_entries = store, ttl, max_entries
+        self.entries: dict[tuple, tuple[int, float, bytes]] = {}
+
+    def get(self, key: tuple, render: Any) -> bytes:
+        gen, now = self.store.generation, time.monotonic()
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == gen and now - hit[1] < self.ttl:
+            return hit[2]
+        body = render()
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[key] = (gen, now, body)
+        return body
 
 
 def _summary(r: dict) -> JobSummary:

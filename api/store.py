@@ -136,10 +136,25 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def _writes(fn: Any) -> Any:
+    """Bump ``Store.generation`` after a write commits (cache readers capture it before reading)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self: "Store", *a: Any, **kw: Any) -> Any:
+        try:
+            return fn(self, *a, **kw)
+        finally:
+            self.generation += 1
+
+    return wrapper
+
+
 class Store:
     """All database access of the service. Methods are thread-safe (one transaction each)."""
 
     def __init__(self, url: str):
+        self.generation = 0  # bumped on every write through this Store (read caches key on it)
         if url.startswith("sqlite:///"):
             from pathlib import Path
 
@@ -156,6 +171,7 @@ class Store:
         self.engine.dispose()
 
     # -- jobs ------------------------------------------------------------------------
+    @_writes
     def create_job(self, *, job_id: str, name: str, spec: dict, job_dir: str, outputs: dict,
                    schedule_id: str | None = None, run_number: int | None = None) -> dict:
         now = time.time()
@@ -213,11 +229,13 @@ class Store:
         out.update({s: int(n) for s, n in rows})
         return out
 
+    @_writes
     def update_job(self, job_id: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()
         with self.engine.begin() as c:
             c.execute(update(jobs).where(jobs.c.id == job_id).values(**fields))
 
+    @_writes
     def transition(self, job_id: str, state: str, message: str | None = None, *,
                    expect: Iterable[str] | None = None, **fields: Any) -> bool:
         """Move a job to ``state`` (recording the event). With ``expect``, only from those
@@ -234,6 +252,7 @@ class Store:
         return bool(n)
 
     # -- schedules ---------------------------------------------------------------------
+    @_writes
     def create_schedule(self, *, sched_id: str, name: str, cron: str, template: dict, next_run_at: float,
                         index_dir: str) -> dict:
         row = dict(id=sched_id, name=name, cron=cron, template=template, created_at=time.time(),
@@ -252,16 +271,19 @@ class Store:
             rows = c.execute(select(schedules).order_by(schedules.c.created_at)).mappings().all()
         return [dict(r) for r in rows]
 
+    @_writes
     def update_schedule(self, sched_id: str, **fields: Any) -> None:
         with self.engine.begin() as c:
             c.execute(update(schedules).where(schedules.c.id == sched_id).values(**fields))
 
+    @_writes
     def delete_schedule(self, sched_id: str) -> bool:
         with self.engine.begin() as c:
             n = c.execute(delete(schedules).where(schedules.c.id == sched_id)).rowcount
             c.execute(delete(schedule_shards).where(schedule_shards.c.schedule_id == sched_id))
         return bool(n)
 
+    @_writes
     def add_shards(self, sched_id: str, job_id: str, shards: list[tuple[str, str]]) -> None:
         if not shards:
             return
