@@ -114,18 +114,24 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> s
     return f"({args})"
 
 
+_CODE_LINES = 40
+
+
 @functools.lru_cache(maxsize=1)
-def _docstrings() -> tuple[tuple[str, str, str], ...]:
-    """``(module, header, docstring)`` for public modules, classes and functions."""
-    out: list[tuple[str, str, str]] = []
+def _docstrings() -> tuple[tuple[str, str, str, str], ...]:
+    """``(module, header, docstring, code)`` for public modules, classes and functions;
+    ``code`` is the source of the class/function (first lines, dedented), empty for modules."""
+    out: list[tuple[str, str, str, str]] = []
     for module, path in _stdlib_files():
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            src = path.read_text(encoding="utf-8")
+            tree = ast.parse(src)
         except (SyntaxError, UnicodeDecodeError, OSError):
             continue
+        lines = src.splitlines()
         doc = ast.get_docstring(tree)
         if doc:
-            out.append((module, module, doc))
+            out.append((module, module, doc, ""))
 
         def visit(body: list[ast.stmt], prefix: str) -> None:
             for node in body:
@@ -136,7 +142,10 @@ def _docstrings() -> tuple[tuple[str, str, str], ...]:
                 qual = f"{prefix}.{node.name}"
                 d = ast.get_docstring(node)
                 if d:
-                    out.append((module, qual + _signature(node), d))
+                    first = min([node.lineno, *(x.lineno for x in node.decorator_list)]) - 1
+                    last = min(node.end_lineno or node.lineno, first + _CODE_LINES)
+                    code = textwrap.dedent("\n".join(lines[first:last])).strip("\n")
+                    out.append((module, qual + _signature(node), d, code))
                 if isinstance(node, ast.ClassDef):
                     visit(node.body, qual)
 
@@ -357,7 +366,7 @@ def _group_consecutive(units: Sequence[Record], lo: int, hi: int, sep: str) -> l
 @functools.lru_cache(maxsize=1)
 def _prose_units() -> tuple[Record, ...]:
     out: list[Record] = []
-    for module, _header, doc in _docstrings():
+    for module, _header, doc, _code in _docstrings():
         for par in _paragraphs(doc):
             s = _clean_prose(par)
             if s:
@@ -390,8 +399,11 @@ def _pool(kind: str) -> _Pool:
         return _Pool(blocks, sents, 1200, 5000, "\n\n", run=(2, 4), para=(3, 7))
     if kind == "code_docs":
         entries: list[Record] = []
-        for module, header, doc in _docstrings():
-            entries.append((f"stdlib:{module}", _truncate(f"{header}\n\n{doc}", 2500)))
+        for module, header, _doc, code in _docstrings():
+            if header == module:  # module docstrings are mostly prose; they feed `prose`
+                continue
+            # documented source: signature, docstring, first lines of the body
+            entries.append((f"stdlib:{module}", f"# {module}\n{_truncate(code, 2500)}"))
         return _Pool(_group_consecutive(entries, 300, 2500, "\n\n\n"), entries, 300, 2500, "\n\n\n")
     if kind == "legal":
         blocks: list[Record] = []
