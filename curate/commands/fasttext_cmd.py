@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 out = Console()
@@ -31,7 +32,7 @@ def train_config(**kw: Any):
 
 
 def fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {msg}", highlight=False, markup=True)
+    console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
