@@ -40,7 +40,9 @@ from curate.stage import write_json_atomic
 
 SCORE_COLUMNS = (schema.QUALITY, schema.PERPLEXITY, schema.DSIR_LOGW)
 HIST_BINS = 60
-_THRESH_KEY = re.compile(r"(threshold|cutoff|(^|_)(min|max|lower|upper|lo|hi)(_|$))", re.I)
+_THRESH_KEY = re.compile(r"(threshold|cutoff|(^|[_.])(min|max|lower|upper|lo|hi|below|from)([_.]|$))", re.I)
+# lengths, counts and sampling keys are not score thresholds
+_NOT_THRESH = re.compile(r"word|char|token|doc|byte|count|seed|key|epoch|size|fraction|budget", re.I)
 _COLORS = {"input": "#dbeafe", "map": "#dcfce7", "barrier": "#fde68a"}
 
 
@@ -128,10 +130,11 @@ def _thresholds(job: JobData, column: str) -> list[dict[str, Any]]:
             continue
         if column not in _stage_columns(job, n) and params.get("column") != column:
             continue
+        seen: set[float] = set()
         for src in (params, {k: v for k, v in fit.items() if k != "thresholds"}):
             for k, v in _numbers(src):
-                leaf = k.rsplit(".", 1)[-1]
-                if _THRESH_KEY.search(leaf) and "word" not in leaf and "char" not in leaf:
+                if _THRESH_KEY.search(k) and not _NOT_THRESH.search(k) and v not in seen:
+                    seen.add(v)
                     found.append({"node": n, "label": f"{n}: {k}={v:.4g}", "value": v})
     return found
 
@@ -177,7 +180,9 @@ def _score_hist(job: JobData, column: str) -> dict[str, Any] | None:
         return None
     if hi <= lo:
         hi = lo + 1.0
-    edges = np.linspace(lo, hi, HIST_BINS + 1)
+    # heavy-tailed positive scores (perplexity) get log-spaced bins and a log axis
+    log = lo > 0 and (column == schema.PERPLEXITY or hi / lo > 1e4)
+    edges = np.geomspace(lo, hi, HIST_BINS + 1) if log else np.linspace(lo, hi, HIST_BINS + 1)
     groups: dict[str, np.ndarray] = {}
     for g, f in files:
         acc = groups.setdefault(g, np.zeros(HIST_BINS, dtype=np.int64))
@@ -189,6 +194,7 @@ def _score_hist(job: JobData, column: str) -> dict[str, Any] | None:
         "min": lo,
         "max": hi,
         "mean": total / count,
+        "log_scale": bool(log),
         "bin_edges": edges.tolist(),
         "counts": {g: c.tolist() for g, c in groups.items()},
         "thresholds": _thresholds(job, column),
@@ -503,12 +509,16 @@ def plot_score(column: str, h: dict[str, Any]) -> str:
         c = counts[g]
         ax.stairs(bottom + c, edges, baseline=bottom.copy(), fill=True, color=cmap[k % len(cmap)], label=g)
         bottom += c
+    if h.get("log_scale"):
+        ax.set_xscale("log")
     span = h["max"] - h["min"]
     for t in h["thresholds"]:
-        if h["min"] - 0.5 * span <= t["value"] <= h["max"] + 0.5 * span:
+        if h["min"] - 0.5 * span <= t["value"] <= h["max"] + 0.5 * span and (
+            t["value"] > 0 or not h.get("log_scale")
+        ):
             ax.axvline(t["value"], color="black", ls="--", lw=1.2)
             ax.text(t["value"], ax.get_ylim()[1] * 0.95, " " + t["label"], rotation=90, va="top", fontsize=7)
-    ax.set_xlabel(column)
+    ax.set_xlabel(column + (" (log scale)" if h.get("log_scale") else ""))
     ax.set_ylabel("documents")
     ax.set_title(f"{column}: n={_fmt(h['count'])}, mean={h['mean']:.4g}", fontsize=9)
     ax.legend(fontsize=7)
@@ -613,6 +623,19 @@ def _img(b64: str | None, alt: str) -> str:
     if not b64:
         return f'<p class="muted">No data for {html.escape(alt)}.</p>'
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _flat(obj: Any, key: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """(dotted key, short value) pairs of a nested fit_stats dict, for a table."""
+    if isinstance(obj, dict) and depth < 3:
+        out: list[tuple[str, Any]] = []
+        for k, v in obj.items():
+            out.extend(_flat(v, f"{key}.{k}" if key else str(k), depth + 1))
+        return out
+    if isinstance(obj, (dict, list, tuple)):
+        txt = json.dumps(obj, default=str)
+        return [(key, txt if len(txt) <= 120 else txt[:117] + "...")]
+    return [(key, obj if obj is not None else "-")]
 
 
 def _row(*cells: str) -> str:
@@ -750,6 +773,16 @@ def render_html(job: JobData, s: dict[str, Any]) -> str:
     else:
         mx = '<p class="muted">Single domain, no mixing.</p>'
     secs.append(("mixing", "Domain mixing", mx))
+    fits = [[n, k, v] for n, fs in s["fit_stats"].items() for k, v in _flat(fs) if not k.startswith("mix.")]
+    secs.append(
+        (
+            "fits",
+            "Fitted statistics (barriers)",
+            _table(["node", "statistic", "value"], fits)
+            if fits
+            else '<p class="muted">No barrier statistics in this job.</p>',
+        )
+    )
     secs.append(
         (
             "timings",

@@ -157,7 +157,7 @@ def test_report_renders_in_headless_chromium(job, tmp_path):
         "domain shares before and after mixing",
         "timings per stage",
     } <= set(imgs)
-    for sec in ("overview", "dag", "rejects", "scores", "dedup", "mixing", "timings", "provenance"):
+    for sec in ("overview", "dag", "rejects", "scores", "dedup", "mixing", "fits", "timings", "provenance"):
         assert f'<section id="{sec}">' in html
 
     shot = tmp_path / "report.png"
@@ -197,7 +197,7 @@ def test_report_renders_in_headless_chromium(job, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     m = re.search(r'data-probe="imgs=(\d+) broken=(\d+) sections=(\d+)"', dom.stdout)
     assert m, "the page did not finish loading"
-    assert int(m.group(1)) >= 9 and m.group(2) == "0" and m.group(3) == "8"
+    assert int(m.group(1)) >= 9 and m.group(2) == "0" and m.group(3) == "9"
 
 
 def test_report_cli_and_missing_job(job, tmp_path):
