@@ -199,6 +199,23 @@ class BarrierStage(Stage):
 
     kind: ClassVar[str] = "barrier"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # ``stage.apply(batch, state)`` is the per-batch apply; ``stage.apply(ds, ...)``
+        # with a Ray dataset is the ad hoc-script convenience (fit, then apply).
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("apply")
+        if own is None or getattr(own, "_dispatching", False):
+            return
+
+        def apply(self, data: Any, state: Any = None, **kw: Any):  # type: ignore[no-untyped-def]
+            if isinstance(data, pa.Table):
+                return own(self, data, state if state is not None else {}, **kw)
+            return Stage.apply(self, data, **kw)
+
+        apply._dispatching = True  # type: ignore[attr-defined]
+        apply.__doc__ = own.__doc__
+        cls.apply = apply  # type: ignore[method-assign]
+
     def fit(self, inputs: dict[str, "ShardSet"], ctx: "FitContext") -> dict[str, Any]:
         raise NotImplementedError  # pragma: no cover - abstract
 

@@ -198,3 +198,22 @@ def test_domain_lm_prefers_held_out_same_domain_text(tmp_path: Path):
     head = filt.apply(scored, state).kept
     share = head.column("kind").to_pylist().count("prose") / head.num_rows
     assert share > 0.8, share  # base rate 1/3
+
+
+def test_fast_path_equals_reference_computation(tmp_path: Path):
+    import random
+
+    import kenlm
+
+    from curate.lm import estimate
+    from curate.text import ccnet
+
+    p = tmp_path / "toy.arpa"
+    estimate(["a a b a", "b a a b", "a 0 b", "c a"], 3).write_arpa(str(p))
+    m = kenlm.Model(str(p))
+    rng = random.Random(5)
+    alphabet = ["a", "b", "A", "B", "c", " ", "  ", "\n", "\t", "1", "9", "\x01", "é", "—", "x"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25))) for _ in range(1500)]
+    st = PerplexityScore(model=str(p), on_empty="score").bind("pp", 1)
+    got = st(_batch(texts)).kept.column("perplexity").to_pylist()
+    assert got == [ccnet.doc_perplexity(m, t) for t in texts]

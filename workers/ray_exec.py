@@ -35,10 +35,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+    address = address or os.environ.get("CURATE_RAY_ADDRESS") or None
     if address:
         ray.init(address=address, **kwargs)
         return False
-    ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    # "local" always starts a fresh embedded runtime, even if a stale cluster file exists.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     return True
 
 
