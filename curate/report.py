@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import schema
@@ -202,8 +203,6 @@ def _score_hist(job: JobData, column: str) -> dict[str, Any] | None:
 
 
 def pa_is_numeric(t: Any) -> bool:
-    import pyarrow as pa
-
     return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
@@ -231,13 +230,20 @@ def _dedup(job: JobData) -> dict[str, Any] | None:
     if files:
         source = col
         for g, f in files:
-            cols = [col, schema.REASON]
+            cols = [col, schema.REASON, schema.ID, schema.DUP_KEPT]
             for t in job.iter_column_batches(f, cols):
                 if schema.REASON in t.column_names:  # rejected duplicates are not representatives
                     keep = pc.invert(
                         pc.fill_null(pc.match_substring_regex(t.column(schema.REASON), "(?i)dup"), False)
                     )
                     t = t.filter(keep)
+                if schema.DUP_KEPT in t.column_names and schema.ID in t.column_names:
+                    # annotate-only dedup keeps every member: count each cluster at its kept id
+                    kept = pc.cast(t.column(schema.DUP_KEPT), pa.string())
+                    rep = pc.or_kleene(
+                        pc.is_null(kept), pc.equal(kept, pc.cast(t.column(schema.ID), pa.string()))
+                    )
+                    t = t.filter(pc.fill_null(rep, True))
                 v = pc.drop_null(t.column(col)).to_numpy(zero_copy_only=False).astype(np.int64)
                 sizes.update(Counter(v.tolist()))
     else:

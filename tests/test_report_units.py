@@ -141,3 +141,24 @@ def test_dedup_fallback_counts_clusters_from_rejects(tmp_path):
     d = build_summary(JobData(tmp_path))["dedup"]
     # each dedup reject names the id kept in its place: 100 kept ids x 2 dups -> clusters of 3
     assert d["source"] == "rejects" and d["clusters_with_duplicates"] == 100 and d["largest_cluster"] == 3
+
+
+def test_dedup_annotate_mode_counts_each_cluster_once(tmp_path):
+    """Annotate-only dedup keeps every member with dup_kept; clusters are counted at the kept id."""
+    ids = [f"a{i}" for i in range(9)]
+    t = pa.table(
+        {
+            "id": ids,
+            "text": ["t"] * 9,
+            "dup_cluster_size": [3, 3, 3, 2, 2, 1, 1, 1, 1],
+            "dup_kept": ["a0", "a0", "a0", "a3", "a3", "a5", "a6", "a7", "a8"],
+        }
+    )
+    (tmp_path / "nodes" / "nd").mkdir(parents=True)
+    pq.write_table(t, tmp_path / "nodes" / "nd" / "part-0.parquet")
+    stats = {"job": {}, "nodes": {"nd": _node("minhash_dedup", "barrier", [], 9, 9, 0)}, "outputs": {}}
+    (tmp_path / "stats.json").write_text(json.dumps(stats))
+    d = build_summary(JobData(tmp_path))["dedup"]
+    buckets = {b["size"]: b["clusters"] for b in d["size_buckets"]}
+    assert buckets["1"] == 4 and buckets["2"] == 1 and buckets["3-4"] == 1
+    assert d["clusters_with_duplicates"] == 2 and d["duplicates_removed"] == 0
