@@ -270,3 +270,15 @@ def test_serve_binds_loopback_without_token():
     assert serve_host("127.0.0.1", None) == ("127.0.0.1", serve_host("127.0.0.1", None)[1])
     assert "loopback only" in serve_host("127.0.0.1", None)[1]
     assert serve_host("0.0.0.0", "tok") == ("0.0.0.0", None)
+
+
+def test_readyz_reports_unreachable_ray(tmp_path):
+    from api.raycluster import free_port
+
+    cfg = local_config(tmp_path, executor="ray", embedded_ray=False, ray_address=f"127.0.0.1:{free_port()}")
+    c = TestClient(create_app(cfg, start=False))
+    r = c.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["checks"]["db"]["ok"] is True and r.json()["checks"]["ray"]["error"] == "unreachable"
+    # mutating routes answer 503 (not 500) while the service is not started
+    assert c.post("/v1/schedules", json={"cron": "0 3 * * *", "spec": {}}).status_code == 503

@@ -6,6 +6,7 @@ cancel, two concurrent jobs. One server home (and one embedded Ray head) per mod
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -96,6 +97,7 @@ def test_restart_keeps_everything(home):
         wait_progress(c, a)
         jb = wait_progress(c, b)
         driver_b = c.get(f"/v1/jobs/{b}").json()
+        head_before = json.loads((tmp / "home/ray/head.json").read_text())
         s.kill()  # the API dies mid-job
         # job b's machine "crashes" too: its driver dies while the API is down
         store_pid = _pid_of(tmp, b)
@@ -105,6 +107,7 @@ def test_restart_keeps_everything(home):
 
         s = Server(env, tmp / "server.log").start()  # same home: same DB, same Ray head
         c = s.client()
+        assert json.loads((tmp / "home/ray/head.json").read_text()) == head_before  # head adopted
         ja = wait_state(c.get, a, timeout=300)
         assert ja["state"] == "succeeded", ja["error"]  # its driver kept running on Ray; adopted
         jb = c.get(f"/v1/jobs/{b}").json()
