@@ -107,7 +107,9 @@ class JobList(BaseModel):
 class ScheduleIn(BaseModel):
     name: str = Field("schedule", min_length=1, max_length=200, description="Schedule name")
     cron: str = Field(description="Cron expression: 5 fields, or 6 with seconds last", max_length=200)
-    spec: dict[str, Any] = Field(description="Pipeline spec template (inputs are globs re-expanded every run)")
+    spec: dict[str, Any] = Field(
+        description="Pipeline spec template (inputs are globs re-expanded every run)"
+    )
 
 
 class ScheduleOut(BaseModel):
@@ -152,7 +154,9 @@ class BodyLimit:
                 except ValueError:
                     return await self._reply(send, 400, "invalid Content-Length")
                 if n > self.limit:
-                    return await self._reply(send, 413, f"request body of {n} bytes exceeds the {self.limit}-byte limit")
+                    return await self._reply(
+                        send, 413, f"request body of {n} bytes exceeds the {self.limit}-byte limit"
+                    )
         seen = 0
         started = False
 
@@ -185,8 +189,16 @@ class BodyLimit:
         import json
 
         body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -223,7 +235,7 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
     svc = Service(cfg)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         if start:
             svc.start()
         try:
@@ -234,7 +246,7 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
     app = FastAPI(
         title="curate",
         version="1",
-        description="Curate LLM pretraining data: submit pipeline jobs, schedule corpus refreshes, watch them.",
+        description="Curate LLM pretraining data: submit jobs, schedule corpus refreshes, watch them.",
         lifespan=lifespan,
     )
     app.state.service = svc
@@ -249,13 +261,17 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
 
     @app.exception_handler(PathNotAllowed)
     async def _bad_path(_: Request, e: PathNotAllowed) -> JSONResponse:
-        return JSONResponse({"detail": str(e), "problems": [{"node": None, "field": e.where, "message": str(e)}]},
-                            status_code=403)
+        return JSONResponse(
+            {"detail": str(e), "problems": [{"node": None, "field": e.where, "message": str(e)}]},
+            status_code=403,
+        )
 
     @app.exception_handler(BadCron)
     async def _bad_cron(_: Request, e: BadCron) -> JSONResponse:
-        return JSONResponse({"detail": str(e), "problems": [{"node": None, "field": "cron", "message": str(e)}]},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": str(e), "problems": [{"node": None, "field": "cron", "message": str(e)}]},
+            status_code=422,
+        )
 
     def running() -> Service:
         if svc.supervisor is None or svc.scheduler is None:
@@ -279,7 +295,9 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         """Readiness: the job store answers and the Ray cluster is reachable."""
         checks = svc.readiness()
         ok = all(c.get("ok") for c in checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
@@ -296,16 +314,28 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
 
         return catalogue()
 
-    @app.post("/v1/validate", tags=["catalogue"], response_model=Validated, openapi_extra={"requestBody": SPEC_BODY},
-              responses=ERRORS)
+    @app.post(
+        "/v1/validate",
+        tags=["catalogue"],
+        response_model=Validated,
+        openapi_extra={"requestBody": SPEC_BODY},
+        responses=ERRORS,
+    )
     async def validate(request: Request) -> Validated:
         """Validate a spec (JSON or YAML) without running it: paths, stages, parameters, DAG."""
         spec = parse_spec_body(await request.body(), request.headers.get("content-type"))
         return Validated(valid=True, spec=svc.check_spec(spec))
 
     # -- jobs -----------------------------------------------------------------------------------
-    @app.post("/v1/jobs", tags=["jobs"], status_code=202, response_model=Submitted, dependencies=[Depends(auth)],
-              openapi_extra={"requestBody": SPEC_BODY}, responses=ERRORS)
+    @app.post(
+        "/v1/jobs",
+        tags=["jobs"],
+        status_code=202,
+        response_model=Submitted,
+        dependencies=[Depends(auth)],
+        openapi_extra={"requestBody": SPEC_BODY},
+        responses=ERRORS,
+    )
     async def submit(request: Request) -> Submitted:
         """Submit a pipeline spec (JSON or YAML). It is validated first; 202 with the job id."""
         spec = parse_spec_body(await request.body(), request.headers.get("content-type"))
@@ -331,25 +361,42 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
             rows, total = svc.store.list_jobs(state, limit, offset, schedule_id)
             items = [_summary(r) for r in rows]
             nxt = offset + len(items) if offset + len(items) < total else None
-            return JobList(items=items, total=total, limit=limit, offset=offset, next_offset=nxt).model_dump_json().encode()
+            return (
+                JobList(items=items, total=total, limit=limit, offset=offset, next_offset=nxt)
+                .model_dump_json()
+                .encode()
+            )
 
-        return Response(cache.get(("list", state, limit, offset, schedule_id), render), media_type="application/json")
+        return Response(
+            cache.get(("list", state, limit, offset, schedule_id), render), media_type="application/json"
+        )
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"], response_model=JobOut, responses={404: {"model": ErrorOut}})
-    async def get_job(job_id: str, include_spec: bool = Query(True, description="Include the resolved spec")) -> Response:
+    async def get_job(
+        job_id: str, include_spec: bool = Query(True, description="Include the resolved spec")
+    ) -> Response:
         """State, per-step progress, ledger, timings, error, outputs, artifacts and history."""
 
         def render() -> bytes:
             job = svc.store.get_job(job_id)
-            return b"" if job is None else json.dumps(job_view(svc.store, job, include_spec), default=str).encode()
+            return (
+                b""
+                if job is None
+                else json.dumps(job_view(svc.store, job, include_spec), default=str).encode()
+            )
 
         body = cache.get(("job", job_id, include_spec), render)
         if not body:
             raise HTTPException(404, f"no job with id '{job_id}'")
         return Response(body, media_type="application/json")
 
-    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], response_model=JobOut, dependencies=[Depends(auth)],
-              responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 401: {"model": ErrorOut}})
+    @app.post(
+        "/v1/jobs/{job_id}/cancel",
+        tags=["jobs"],
+        response_model=JobOut,
+        dependencies=[Depends(auth)],
+        responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 401: {"model": ErrorOut}},
+    )
     def cancel(job_id: str) -> dict:
         """Stop a queued or running job (kills its driver; Ray ends the job's tasks).
         Partial outputs are marked with an ``INCOMPLETE`` file."""
@@ -362,9 +409,14 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
             raise HTTPException(409, str(e)) from None
         return job_view(svc.store, get_job_or_404(job_id))
 
-    @app.post("/v1/jobs/{job_id}/retry", tags=["jobs"], status_code=202, response_model=Submitted,
-              dependencies=[Depends(auth)],
-              responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 401: {"model": ErrorOut}})
+    @app.post(
+        "/v1/jobs/{job_id}/retry",
+        tags=["jobs"],
+        status_code=202,
+        response_model=Submitted,
+        dependencies=[Depends(auth)],
+        responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 401: {"model": ErrorOut}},
+    )
     def retry(job_id: str) -> Submitted:
         """Run a failed, interrupted or cancelled job again, resuming from its completed shards."""
         get_job_or_404(job_id)
@@ -378,8 +430,12 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         job = get_job_or_404(job_id)
         return Submitted(id=job_id, state=job["state"], url=f"/v1/jobs/{job_id}")
 
-    @app.get("/v1/jobs/{job_id}/report", tags=["jobs"], response_class=FileResponse,
-             responses={404: {"model": ErrorOut}})
+    @app.get(
+        "/v1/jobs/{job_id}/report",
+        tags=["jobs"],
+        response_class=FileResponse,
+        responses={404: {"model": ErrorOut}},
+    )
     def report(job_id: str) -> FileResponse:
         """The job's HTML report (once the job has finished)."""
         job = get_job_or_404(job_id)
@@ -388,8 +444,12 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
             raise HTTPException(404, f"job {job_id} has no report yet (state: {job['state']})")
         return FileResponse(p, media_type="text/html")
 
-    @app.get("/v1/jobs/{job_id}/rejects", tags=["jobs"], response_model=RejectSample,
-             responses={404: {"model": ErrorOut}})
+    @app.get(
+        "/v1/jobs/{job_id}/rejects",
+        tags=["jobs"],
+        response_model=RejectSample,
+        responses={404: {"model": ErrorOut}},
+    )
     def rejects(
         job_id: str,
         reason: str | None = Query(None, max_length=200, description="Only rows rejected for this reason"),
@@ -407,7 +467,9 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         try:
             from curate.lineage import explain as _explain
         except ImportError:
-            raise HTTPException(404, "lineage is not available in this build (curate.lineage missing)") from None
+            raise HTTPException(
+                404, "lineage is not available in this build (curate.lineage missing)"
+            ) from None
         try:
             res = _explain(job["job_dir"], doc_id)
         except (KeyError, LookupError, FileNotFoundError) as e:
@@ -415,12 +477,20 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         if isinstance(res, dict) and res.get("status") == "not_found":
-            raise HTTPException(404, f"document '{doc_id}' not found in job {job_id} (not in its inputs' ids)")
+            raise HTTPException(
+                404, f"document '{doc_id}' not found in job {job_id} (not in its inputs' ids)"
+            )
         return res
 
     # -- schedules ------------------------------------------------------------------------------
-    @app.post("/v1/schedules", tags=["schedules"], status_code=201, response_model=ScheduleOut,
-              dependencies=[Depends(auth)], responses=ERRORS)
+    @app.post(
+        "/v1/schedules",
+        tags=["schedules"],
+        status_code=201,
+        response_model=ScheduleOut,
+        dependencies=[Depends(auth)],
+        responses=ERRORS,
+    )
     def create_schedule(body: ScheduleIn) -> dict:
         """A cron expression plus a spec template; each run processes only new shards."""
         return schedule_view(running().scheduler.create(body.name, body.cron, body.spec))  # type: ignore[union-attr]
@@ -430,16 +500,24 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         """Every schedule with its next and last run."""
         return [schedule_view(s) for s in svc.store.list_schedules()]
 
-    @app.get("/v1/schedules/{sched_id}", tags=["schedules"], response_model=ScheduleOut,
-             responses={404: {"model": ErrorOut}})
+    @app.get(
+        "/v1/schedules/{sched_id}",
+        tags=["schedules"],
+        response_model=ScheduleOut,
+        responses={404: {"model": ErrorOut}},
+    )
     def get_schedule(sched_id: str) -> dict:
         s = svc.store.get_schedule(sched_id)
         if s is None:
             raise HTTPException(404, f"no schedule with id '{sched_id}'")
         return schedule_view(s)
 
-    @app.post("/v1/schedules/{sched_id}/trigger", tags=["schedules"], dependencies=[Depends(auth)],
-              responses={404: {"model": ErrorOut}, 401: {"model": ErrorOut}})
+    @app.post(
+        "/v1/schedules/{sched_id}/trigger",
+        tags=["schedules"],
+        dependencies=[Depends(auth)],
+        responses={404: {"model": ErrorOut}, 401: {"model": ErrorOut}},
+    )
     def trigger_schedule(sched_id: str) -> dict:
         """Run the schedule now (same rules as a cron tick: new shards only)."""
         s = svc.store.get_schedule(sched_id)
@@ -452,14 +530,21 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         except BadSpec:
             raise
         except Exception as e:  # inputs vanished, template no longer valid...
-            problems = [p.model_dump() if hasattr(p, "model_dump") else {"message": str(p)}
-                        for p in getattr(e, "problems", [])]
+            problems = [
+                p.model_dump() if hasattr(p, "model_dump") else {"message": str(p)}
+                for p in getattr(e, "problems", [])
+            ]
             raise BadSpec(422, f"this schedule's run could not start: {e}", problems) from None
         s = svc.store.get_schedule(sched_id) or s
         return {"job_id": job_id, "message": s.get("last_message")}
 
-    @app.delete("/v1/schedules/{sched_id}", tags=["schedules"], status_code=204, dependencies=[Depends(auth)],
-                responses={404: {"model": ErrorOut}, 401: {"model": ErrorOut}})
+    @app.delete(
+        "/v1/schedules/{sched_id}",
+        tags=["schedules"],
+        status_code=204,
+        dependencies=[Depends(auth)],
+        responses={404: {"model": ErrorOut}, 401: {"model": ErrorOut}},
+    )
     def delete_schedule(sched_id: str) -> Response:
         """Delete a schedule (its past jobs stay)."""
         if not svc.store.delete_schedule(sched_id):
@@ -469,7 +554,9 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
     def custom_openapi() -> dict:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         spec_schema, defs = _spec_openapi_schema()
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
         comps.update(defs)
@@ -506,14 +593,28 @@ def _summary(r: dict) -> JobSummary:
     import time as _t
 
     def iso(t: float | None) -> str | None:
-        return None if t is None else _t.strftime("%Y-%m-%dT%H:%M:%S", _t.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+        return (
+            None
+            if t is None
+            else _t.strftime("%Y-%m-%dT%H:%M:%S", _t.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+        )
 
-    return JobSummary(id=r["id"], name=r.get("name"), state=r["state"], created_at=iso(r.get("created_at")),
-                      started_at=iso(r.get("started_at")), finished_at=iso(r.get("finished_at")),
-                      error=r.get("error"), schedule_id=r.get("schedule_id"), run_number=r.get("run_number"))
+    return JobSummary(
+        id=r["id"],
+        name=r.get("name"),
+        state=r["state"],
+        created_at=iso(r.get("created_at")),
+        started_at=iso(r.get("started_at")),
+        finished_at=iso(r.get("finished_at")),
+        error=r.get("error"),
+        schedule_id=r.get("schedule_id"),
+        run_number=r.get("run_number"),
+    )
 
 
-def sample_rejects(job_dir: Path, reason: str | None, node: str | None, limit: int, max_text: int = 2000) -> dict:
+def sample_rejects(
+    job_dir: Path, reason: str | None, node: str | None, limit: int, max_text: int = 2000
+) -> dict:
     """Up to ``limit`` rejected rows from ``job_dir/rejects/*/*.parquet``, plus reason counts."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -538,7 +639,10 @@ def sample_rejects(job_dir: Path, reason: str | None, node: str | None, limit: i
             continue
         if len(items) < limit and t.num_rows:
             for row in t.slice(0, limit - len(items)).to_pylist():
-                row = {k: (v[:max_text] + "…" if isinstance(v, str) and len(v) > max_text else v) for k, v in row.items()}
+                row = {
+                    k: (v[:max_text] + "…" if isinstance(v, str) and len(v) > max_text else v)
+                    for k, v in row.items()
+                }
                 row.setdefault("node", f.parent.name)
                 items.append(_jsonable(row))
     return {"items": items, "count": len(items), "reasons": reasons}

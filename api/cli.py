@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 import typer
@@ -37,9 +37,14 @@ def serve_host(host: str, token: str | None) -> tuple[str, str | None]:
     if token:
         return host, None
     if _is_loopback(host):
-        return host, f"CURATE_API_TOKEN is not set: serving on loopback only ({host}); mutating routes are open"
-    return LOOPBACK, (f"CURATE_API_TOKEN is not set: refusing to bind {host}; serving on loopback only "
-                      f"({LOOPBACK}). Set CURATE_API_TOKEN to serve other hosts.")
+        return (
+            host,
+            f"CURATE_API_TOKEN is not set: serving on loopback only ({host}); mutating routes are open",
+        )
+    return LOOPBACK, (
+        f"CURATE_API_TOKEN is not set: refusing to bind {host}; serving on loopback only "
+        f"({LOOPBACK}). Set CURATE_API_TOKEN to serve other hosts."
+    )
 
 
 def _client(server: str | None, token: str | None) -> Any:
@@ -47,8 +52,11 @@ def _client(server: str | None, token: str | None) -> Any:
 
     tok = token or os.environ.get("CURATE_API_TOKEN")
     headers = {"Authorization": f"Bearer {tok}"} if tok else {}
-    return httpx.Client(base_url=(server or os.environ.get("CURATE_SERVER") or DEFAULT_SERVER).rstrip("/"),
-                        headers=headers, timeout=60)
+    return httpx.Client(
+        base_url=(server or os.environ.get("CURATE_SERVER") or DEFAULT_SERVER).rstrip("/"),
+        headers=headers,
+        timeout=60,
+    )
 
 
 def _fail(resp: Any) -> None:
@@ -122,16 +130,21 @@ def register(app: typer.Typer) -> None:
         bind, warning = serve_host(host, cfg.api_token)
         if warning:
             typer.secho(warning, fg="yellow", err=True)
-        typer.echo(f"curate service: http://{bind}:{port}  (state in {cfg.home}, data roots: "
-                   f"{', '.join(cfg.data_roots)}, Ray: {cfg.ray_address or ('embedded' if cfg.embedded_ray else 'off')})",
-                   err=True)
+        ray_desc = cfg.ray_address or ("embedded" if cfg.embedded_ray else "off")
+        typer.echo(
+            f"curate service: http://{bind}:{port}  (state in {cfg.home}, data roots: "
+            f"{', '.join(cfg.data_roots)}, Ray: {ray_desc})",
+            err=True,
+        )
         uvicorn.run(create_app(cfg), host=bind, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
     @app.command()
     def submit(
         spec: Path = typer.Argument(..., exists=True, dir_okay=False, help="Pipeline spec (YAML or JSON)"),
-        server: Optional[str] = typer.Option(None, help=f"Server URL (env CURATE_SERVER, default {DEFAULT_SERVER})"),
-        token: Optional[str] = typer.Option(None, help="Bearer token (env CURATE_API_TOKEN)"),
+        server: str | None = typer.Option(
+            None, help=f"Server URL (env CURATE_SERVER, default {DEFAULT_SERVER})"
+        ),
+        token: str | None = typer.Option(None, help="Bearer token (env CURATE_API_TOKEN)"),
         wait: bool = typer.Option(False, "--wait", help="Wait for the job to finish, showing progress"),
     ) -> None:
         """Submit a pipeline spec to a curate server."""
@@ -153,17 +166,26 @@ def register(app: typer.Typer) -> None:
             if not wait:
                 return
             job = wait_for(c, job_id)
-            typer.echo(json.dumps({"id": job_id, "state": job["state"], "error": job.get("error"),
-                                   "outputs": job.get("outputs"), "report": (job.get("artifacts") or {}).get("report")},
-                                  indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": job_id,
+                        "state": job["state"],
+                        "error": job.get("error"),
+                        "outputs": job.get("outputs"),
+                        "report": (job.get("artifacts") or {}).get("report"),
+                    },
+                    indent=2,
+                )
+            )
             if job["state"] != "succeeded":
                 raise typer.Exit(1)
 
     @app.command()
     def jobs(
-        state: Optional[str] = typer.Option(None, help="Filter by state"),
+        state: str | None = typer.Option(None, help="Filter by state"),
         limit: int = typer.Option(20, help="How many"),
-        server: Optional[str] = typer.Option(None, help="Server URL"),
+        server: str | None = typer.Option(None, help="Server URL"),
     ) -> None:
         """List jobs on a curate server, newest first."""
         with _client(server, None) as c:
@@ -177,7 +199,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{j['id']}  {j['state']:<11} {j['created_at']}  {j['name']}")
 
     @app.command()
-    def status(job_id: str, server: Optional[str] = typer.Option(None, help="Server URL")) -> None:
+    def status(job_id: str, server: str | None = typer.Option(None, help="Server URL")) -> None:
         """Show one job (state, progress, ledger, error, outputs) as JSON."""
         with _client(server, None) as c:
             r = c.get(f"/v1/jobs/{job_id}", params={"include_spec": "false"})
@@ -186,8 +208,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(r.json(), indent=2))
 
     @app.command()
-    def cancel(job_id: str, server: Optional[str] = typer.Option(None, help="Server URL"),
-               token: Optional[str] = typer.Option(None, help="Bearer token")) -> None:
+    def cancel(
+        job_id: str,
+        server: str | None = typer.Option(None, help="Server URL"),
+        token: str | None = typer.Option(None, help="Bearer token"),
+    ) -> None:
         """Cancel a queued or running job."""
         with _client(server, token) as c:
             r = c.post(f"/v1/jobs/{job_id}/cancel")
@@ -196,8 +221,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"job {job_id}: {r.json()['state']}")
 
     @app.command()
-    def retry(job_id: str, server: Optional[str] = typer.Option(None, help="Server URL"),
-              token: Optional[str] = typer.Option(None, help="Bearer token")) -> None:
+    def retry(
+        job_id: str,
+        server: str | None = typer.Option(None, help="Server URL"),
+        token: str | None = typer.Option(None, help="Bearer token"),
+    ) -> None:
         """Resume a failed, interrupted or cancelled job from its completed shards."""
         with _client(server, token) as c:
             r = c.post(f"/v1/jobs/{job_id}/retry")

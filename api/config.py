@@ -61,7 +61,7 @@ class Config:
         return os.getcwd()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Config":
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Config:
         """Build a config from ``env`` (default ``os.environ``); keyword overrides win."""
         e = dict(os.environ if env is None else env)
         home = Path(e.get("CURATE_HOME") or ".curate").resolve()

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -46,22 +47,37 @@ class Metrics:
     def __init__(self, store: Any):
         self.registry = CollectorRegistry()
         self.registry.register(_JobStates(store))
-        self.docs = Counter("curate_docs_processed", "Input documents processed by finished jobs",
-                            registry=self.registry)
+        self.docs = Counter(
+            "curate_docs_processed", "Input documents processed by finished jobs", registry=self.registry
+        )
         self.kept = Counter("curate_docs_kept", "Documents kept, by stage", ["stage"], registry=self.registry)
-        self.rejected = Counter("curate_docs_rejected", "Documents rejected, by stage", ["stage"],
-                                registry=self.registry)
-        self.stage_s = Histogram("curate_stage_duration_seconds", "Wall time per pipeline node, by stage",
-                                 ["stage"], buckets=BUCKETS, registry=self.registry)
-        self.job_s = Histogram("curate_job_duration_seconds", "Job wall time, by final state", ["state"],
-                               buckets=BUCKETS, registry=self.registry)
+        self.rejected = Counter(
+            "curate_docs_rejected", "Documents rejected, by stage", ["stage"], registry=self.registry
+        )
+        self.stage_s = Histogram(
+            "curate_stage_duration_seconds",
+            "Wall time per pipeline node, by stage",
+            ["stage"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.job_s = Histogram(
+            "curate_job_duration_seconds",
+            "Job wall time, by final state",
+            ["state"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
 
     def job_finished(self, job: dict, stats: dict | None) -> None:
         spec = job.get("spec") or {}
         inputs = set((spec.get("inputs") or {}).keys())
         stage_of = {n.get("id"): n.get("stage") for n in spec.get("nodes") or [] if isinstance(n, dict)}
-        reads_input = {n.get("id") for n in spec.get("nodes") or []
-                       if isinstance(n, dict) and inputs & set(n.get("inputs") or [])}
+        reads_input = {
+            n.get("id")
+            for n in spec.get("nodes") or []
+            if isinstance(n, dict) and inputs & set(n.get("inputs") or [])
+        }
         ledger = job.get("ledger") or {}
         if inputs & set(ledger):  # the executor records ingest under the input names
             reads_input = inputs & set(ledger)
@@ -76,7 +92,9 @@ class Metrics:
             self.rejected.labels(stage).inc(_num(rec.get("rejected")))
         for nid, rec in (node_stats or {}).items():
             if isinstance(rec, dict) and rec.get("wall_s") is not None:
-                self.stage_s.labels(str(rec.get("stage") or stage_of.get(nid) or nid)).observe(_num(rec["wall_s"]))
+                self.stage_s.labels(str(rec.get("stage") or stage_of.get(nid) or nid)).observe(
+                    _num(rec["wall_s"])
+                )
         if job.get("started_at") and job.get("finished_at"):
             self.job_s.labels(job["state"]).observe(max(0.0, job["finished_at"] - job["started_at"]))
 

@@ -10,7 +10,7 @@ current table definitions) so an old database always upgrades the same way.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import (
     JSON,
@@ -137,10 +137,15 @@ def migrate(engine: Engine, target: int | None = None) -> int:
         md.create_all(c)
     v = current_version(engine)
     if v > LATEST:
-        raise RuntimeError(f"database schema version {v} is newer than this curate ({LATEST}); upgrade curate")
+        raise RuntimeError(
+            f"database schema version {v} is newer than this curate ({LATEST}); upgrade curate"
+        )
     while v < target:
         with engine.begin() as c:
             MIGRATIONS[v](c)
-            c.execute(text("INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)"), {"v": v + 1, "t": time.time()})
+            c.execute(
+                text("INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)"),
+                {"v": v + 1, "t": time.time()},
+            )
         v += 1
     return v

@@ -110,21 +110,40 @@ class EmbeddedRay:
             self._kill_group()
         port = free_port()
         cmd = [
-            str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-            "--node-ip-address", "127.0.0.1", "--port", str(port),
-            "--ray-client-server-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-port", str(free_port()),
-            "--include-dashboard=false", "--disable-usage-stats",
-            "--object-store-memory", str(self.object_store_mb * 1024 * 1024),
-            "--temp-dir", str(self.temp_dir),
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ray-client-server-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-port",
+            str(free_port()),
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--object-store-memory",
+            str(self.object_store_mb * 1024 * 1024),
+            "--temp-dir",
+            str(self.temp_dir),
         ]
         if self.num_cpus:
             cmd += ["--num-cpus", str(self.num_cpus)]
         env = {**os.environ, **self.driver_env()}
         env.pop("RAY_ADDRESS", None)
         logf = open(self.dir / "head.log", "wb")
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         logf.close()
         self._proc = proc
         self.address, self.pgid = f"127.0.0.1:{port}", proc.pid
@@ -137,9 +156,13 @@ class EmbeddedRay:
             time.sleep(0.3)
         else:
             self._kill_group()
-            raise RuntimeError(f"embedded Ray head did not come up in {timeout:.0f}s; see {self.dir / 'head.log'}")
+            raise RuntimeError(
+                f"embedded Ray head did not come up in {timeout:.0f}s; see {self.dir / 'head.log'}"
+            )
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"address": self.address, "pgid": self.pgid, "temp_dir": str(self.temp_dir)}))
+        tmp.write_text(
+            json.dumps({"address": self.address, "pgid": self.pgid, "temp_dir": str(self.temp_dir)})
+        )
         os.replace(tmp, self.state_file)
         log.info("started an embedded Ray head at %s (token auth on, loopback only)", self.address)
         return self.address

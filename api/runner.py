@@ -19,9 +19,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -111,9 +112,14 @@ def clear_incomplete(job_dir: Path, outputs: dict) -> None:
 class Supervisor:
     """Launches, watches, cancels and reconciles job drivers."""
 
-    def __init__(self, cfg: Config, store: st.Store, ray_address: str | None = None,
-                 ray_env: dict[str, str] | None = None,
-                 on_finish: Callable[[dict, dict | None], None] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        store: st.Store,
+        ray_address: str | None = None,
+        ray_env: dict[str, str] | None = None,
+        on_finish: Callable[[dict, dict | None], None] | None = None,
+    ):
         self.cfg = cfg
         self.store = store
         self.ray_address = ray_address
@@ -154,8 +160,10 @@ class Supervisor:
             if pid:
                 try:
                     p = psutil.Process(pid)
-                    alive = (p.status() != psutil.STATUS_ZOMBIE
-                             and abs(p.create_time() - float(job.get("pid_started") or 0)) < 1.0)
+                    alive = (
+                        p.status() != psutil.STATUS_ZOMBIE
+                        and abs(p.create_time() - float(job.get("pid_started") or 0)) < 1.0
+                    )
                 except psutil.NoSuchProcess:
                     alive = False
             if alive:
@@ -165,10 +173,15 @@ class Supervisor:
             if (jd / "result.json").exists():
                 self._finalize(job, None, note="finished while the API was down")
             else:
-                mark_incomplete(jd, job.get("outputs") or {}, "interrupted: the driver stopped while the API was down")
+                mark_incomplete(
+                    jd, job.get("outputs") or {}, "interrupted: the driver stopped while the API was down"
+                )
                 self.store.transition(
-                    job["id"], st.INTERRUPTED, "driver gone after an API restart; POST /v1/jobs/{id}/retry resumes it",
-                    expect=[st.RUNNING], finished_at=time.time(),
+                    job["id"],
+                    st.INTERRUPTED,
+                    "driver gone after an API restart; POST /v1/jobs/{id}/retry resumes it",
+                    expect=[st.RUNNING],
+                    finished_at=time.time(),
                     error="interrupted: the job's driver stopped while the API was down",
                 )
 
@@ -203,7 +216,9 @@ class Supervisor:
         data = read_json(p)
         if isinstance(data, dict):
             h.progress_mtime = m
-            fields: dict[str, Any] = {"progress": {"steps": normalize_steps(data.get("steps")), "updated_at": m}}
+            fields: dict[str, Any] = {
+                "progress": {"steps": normalize_steps(data.get("steps")), "updated_at": m}
+            }
             if isinstance(data.get("nodes"), dict):
                 fields["ledger"] = data["nodes"]
             self.store.update_job(h.job_id, **fields)
@@ -218,8 +233,14 @@ class Supervisor:
                 self.launch(job)
             except Exception as e:  # a driver that cannot even start fails the job, clearly
                 log.exception("job %s: launch failed", job["id"])
-                self.store.transition(job["id"], st.FAILED, f"launch failed: {e}", expect=[st.QUEUED],
-                                      error=f"could not start the driver: {e}", finished_at=time.time())
+                self.store.transition(
+                    job["id"],
+                    st.FAILED,
+                    f"launch failed: {e}",
+                    expect=[st.QUEUED],
+                    error=f"could not start the driver: {e}",
+                    finished_at=time.time(),
+                )
 
     def launch(self, job: dict) -> None:
         jd = Path(job["job_dir"])
@@ -238,8 +259,15 @@ class Supervisor:
         with open(jd / "driver.log", "ab") as logf:
             logf.write(f"\n=== attempt {int(job.get('attempt') or 0) + 1}: {' '.join(cmd)}\n".encode())
             logf.flush()
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True, cwd=str(jd))
+            proc = subprocess.Popen(
+                cmd,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                cwd=str(jd),
+            )
         try:
             created = psutil.Process(proc.pid).create_time()
         except psutil.NoSuchProcess:  # pragma: no cover - exited at once
@@ -247,9 +275,17 @@ class Supervisor:
         with self.lock:
             self.handles[job["id"]] = Handle(job["id"], proc.pid, jd, popen=proc)
         ok = self.store.transition(
-            job["id"], st.RUNNING, f"driver pid {proc.pid}", expect=[st.QUEUED], pid=proc.pid,
-            pid_started=created, started_at=time.time(), attempt=int(job.get("attempt") or 0) + 1,
-            finished_at=None, error=None, exit_code=None,
+            job["id"],
+            st.RUNNING,
+            f"driver pid {proc.pid}",
+            expect=[st.QUEUED],
+            pid=proc.pid,
+            pid_started=created,
+            started_at=time.time(),
+            attempt=int(job.get("attempt") or 0) + 1,
+            finished_at=None,
+            error=None,
+            exit_code=None,
         )
         if not ok:  # cancelled between listing and launch
             self._kill(proc.pid)
@@ -257,13 +293,19 @@ class Supervisor:
                 self.handles.pop(job["id"], None)
 
     # -- finishing -----------------------------------------------------------------------
-    def _finalize(self, job: dict, code: int | None, cancelled: bool = False, note: str | None = None) -> None:
+    def _finalize(
+        self, job: dict, code: int | None, cancelled: bool = False, note: str | None = None
+    ) -> None:
         jd = Path(job["job_dir"])
         outputs = job.get("outputs") or {}
         result = read_json(jd / "result.json")
         stats = read_json(jd / "stats.json")
         ledger = read_json(jd / "ledger.json")
-        fields: dict[str, Any] = {"exit_code": code, "finished_at": time.time(), "artifacts": self.artifacts(jd)}
+        fields: dict[str, Any] = {
+            "exit_code": code,
+            "finished_at": time.time(),
+            "artifacts": self.artifacts(jd),
+        }
         if isinstance(ledger, dict):
             fields["ledger"] = ledger
         elif isinstance(stats, dict) and isinstance(stats.get("nodes"), dict):
@@ -272,7 +314,11 @@ class Supervisor:
             fields["outputs"] = {**outputs, **result["outputs"]}
         if cancelled:
             mark_incomplete(jd, outputs, "cancelled")
-            state, msg, err = st.CANCELLED, "cancelled; partial outputs marked INCOMPLETE", "cancelled by request"
+            state, msg, err = (
+                st.CANCELLED,
+                "cancelled; partial outputs marked INCOMPLETE",
+                "cancelled by request",
+            )
         elif isinstance(result, dict) and result.get("state") == st.SUCCEEDED and code in (0, -1, None):
             clear_incomplete(jd, outputs)
             state, msg, err = st.SUCCEEDED, note or "succeeded", None
@@ -284,21 +330,32 @@ class Supervisor:
             if code == 2:
                 err = "invalid spec: " + log_tail(jd / "driver.log", 1500)
             else:
-                err = f"driver exited with code {code} without a result; log tail:\n{log_tail(jd / 'driver.log')}"
+                tail = log_tail(jd / "driver.log")
+                err = f"driver exited with code {code} without a result; log tail:\n{tail}"
         if state != st.SUCCEEDED and not cancelled:
             mark_incomplete(jd, outputs, f"{state}: {err}")
         fields["error"] = err
         if self.store.transition(job["id"], state, msg, expect=[st.RUNNING], **fields):
             if self.on_finish:
                 try:
-                    self.on_finish({**job, **fields, "state": state}, stats if isinstance(stats, dict) else None)
+                    self.on_finish(
+                        {**job, **fields, "state": state}, stats if isinstance(stats, dict) else None
+                    )
                 except Exception:  # pragma: no cover
                     log.exception("on_finish hook failed")
 
     @staticmethod
     def artifacts(jd: Path) -> dict[str, str]:
         out = {"job_dir": str(jd)}
-        for name in ("report.html", "stats.json", "ledger.json", "plan.json", "spec.json", "result.json", "driver.log"):
+        for name in (
+            "report.html",
+            "stats.json",
+            "ledger.json",
+            "plan.json",
+            "spec.json",
+            "result.json",
+            "driver.log",
+        ):
             if (jd / name).exists():
                 out[name.split(".")[0] if name != "driver.log" else "log"] = str(jd / name)
         if (jd / "rejects").is_dir():
@@ -315,20 +372,34 @@ class Supervisor:
         if job is None:
             raise LookupError(job_id)
         if job["state"] == st.QUEUED:
-            if self.store.transition(job_id, st.CANCELLED, "cancelled while queued", expect=[st.QUEUED],
-                                     finished_at=time.time(), error="cancelled by request"):
+            if self.store.transition(
+                job_id,
+                st.CANCELLED,
+                "cancelled while queued",
+                expect=[st.QUEUED],
+                finished_at=time.time(),
+                error="cancelled by request",
+            ):
                 return st.CANCELLED
             job = self.store.get_job(job_id) or job
         if job["state"] != st.RUNNING:
-            raise ValueError(f"job {job_id} is already {job['state']}; only queued or running jobs can be cancelled")
+            raise ValueError(
+                f"job {job_id} is already {job['state']}; only queued or running jobs can be cancelled"
+            )
         with self.lock:
             h = self.handles.get(job_id)
             if h is not None:
                 h.cancelling = True
         if h is None:  # running in the DB but no driver here (should not happen after reconcile)
             mark_incomplete(Path(job["job_dir"]), job.get("outputs") or {}, "cancelled")
-            self.store.transition(job_id, st.CANCELLED, "cancelled (no live driver)", expect=[st.RUNNING],
-                                  finished_at=time.time(), error="cancelled by request")
+            self.store.transition(
+                job_id,
+                st.CANCELLED,
+                "cancelled (no live driver)",
+                expect=[st.RUNNING],
+                finished_at=time.time(),
+                error="cancelled by request",
+            )
             return st.CANCELLED
         self._kill(h.pid)
         deadline = time.time() + wait_s
@@ -374,7 +445,16 @@ class Supervisor:
             raise LookupError(job_id)
         retryable = [st.FAILED, st.INTERRUPTED, st.CANCELLED]
         if job["state"] not in retryable:
-            raise ValueError(f"job {job_id} is {job['state']}; only failed, interrupted or cancelled jobs can be retried")
-        if not self.store.transition(job_id, st.QUEUED, "retry: resume from completed shards", expect=retryable,
-                                     resume=True, error=None, finished_at=None):
+            raise ValueError(
+                f"job {job_id} is {job['state']}; only failed, interrupted or cancelled jobs can be retried"
+            )
+        if not self.store.transition(
+            job_id,
+            st.QUEUED,
+            "retry: resume from completed shards",
+            expect=retryable,
+            resume=True,
+            error=None,
+            finished_at=None,
+        ):
             raise ValueError(f"job {job_id} changed state concurrently; try again")

@@ -24,8 +24,9 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 from croniter import croniter
@@ -87,7 +88,7 @@ def output_path(template: str, run: int) -> str:
 class Scheduler:
     """Fires due schedules; a background thread calls :meth:`tick` every second."""
 
-    def __init__(self, service: "Service", clock: Callable[[], float] = time.time):
+    def __init__(self, service: Service, clock: Callable[[], float] = time.time):
         self.svc = service
         self.store = service.store
         self.clock = clock
@@ -119,8 +120,14 @@ class Scheduler:
         tmpl = self.svc.check_spec(template, check_inputs=False)
         sid = st.new_id()
         index_dir = str(self.svc.cfg.schedules_dir / sid / "minhash_index")
-        return self.store.create_schedule(sched_id=sid, name=name, cron=cron, template=tmpl,
-                                          next_run_at=next_fire(cron, self.clock()), index_dir=index_dir)
+        return self.store.create_schedule(
+            sched_id=sid,
+            name=name,
+            cron=cron,
+            template=tmpl,
+            next_run_at=next_fire(cron, self.clock()),
+            index_dir=index_dir,
+        )
 
     # -- firing ------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> list[str]:
@@ -150,13 +157,15 @@ class Scheduler:
         if s.get("last_job_id"):
             last = self.store.get_job(s["last_job_id"])
             if last and last["state"] in st.ACTIVE:
-                self.store.update_schedule(s["id"], last_message=f"skipped: run {last['id']} still {last['state']}")
+                self.store.update_schedule(
+                    s["id"], last_message=f"skipped: run {last['id']} still {last['state']}"
+                )
                 return None
         seen = self.store.seen_shards(s["id"], CLAIMED)
         spec = copy.deepcopy(s["template"])
         claimed: list[tuple[str, str]] = []
         total_new = 0
-        for name, inp in spec["inputs"].items():
+        for inp in spec["inputs"].values():
             files = resolve_input_files(inp["path"])
             new = []
             for f in files:
@@ -186,10 +195,16 @@ class Scheduler:
         index_dir.parent.mkdir(parents=True, exist_ok=True)
         # The template passed the sandbox at creation; the run spec only adds the
         # service's own index dir, so it is validated but not re-sandboxed.
-        job = self.svc.submit(self._validated(spec), schedule_id=s["id"], run_number=run, shards=claimed,
-                              checked=True)
-        self.store.update_schedule(s["id"], runs=run, last_run_at=now, last_job_id=job["id"],
-                                   last_message=f"run {run}: {total_new} new shard(s) -> job {job['id']}")
+        job = self.svc.submit(
+            self._validated(spec), schedule_id=s["id"], run_number=run, shards=claimed, checked=True
+        )
+        self.store.update_schedule(
+            s["id"],
+            runs=run,
+            last_run_at=now,
+            last_job_id=job["id"],
+            last_message=f"run {run}: {total_new} new shard(s) -> job {job['id']}",
+        )
         return job["id"]
 
     def _validated(self, spec: dict) -> dict:

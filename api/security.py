@@ -15,7 +15,8 @@ import hmac
 import os
 import posixpath
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import HTTPException, Request
 
@@ -39,8 +40,11 @@ def check_token(request: Request, token: str | None) -> None:
     auth = request.headers.get("authorization", "")
     scheme, _, given = auth.partition(" ")
     if not auth:
-        raise HTTPException(401, "missing bearer token (send 'Authorization: Bearer <CURATE_API_TOKEN>')",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing bearer token (send 'Authorization: Bearer <CURATE_API_TOKEN>')",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
@@ -118,7 +122,7 @@ def check_path(path: str, roots: list[str], where: str, expand: bool = False) ->
 def spec_paths(spec: dict) -> Iterator[tuple[str, str, tuple, bool]]:
     """Every path-valued field of a spec dict: (where, value, key path, is_input)."""
     inputs, outputs, nodes = spec.get("inputs"), spec.get("outputs"), spec.get("nodes")
-    for name, inp in (inputs.items() if isinstance(inputs, dict) else ()):
+    for name, inp in inputs.items() if isinstance(inputs, dict) else ():
         if isinstance(inp, dict):
             p = inp.get("path")
             if isinstance(p, str):
@@ -127,7 +131,7 @@ def spec_paths(spec: dict) -> Iterator[tuple[str, str, tuple, bool]]:
                 for i, x in enumerate(p):
                     if isinstance(x, str):
                         yield f"inputs.{name}.path[{i}]", x, ("inputs", name, "path", i), True
-    for name, out in (outputs.items() if isinstance(outputs, dict) else ()):
+    for name, out in outputs.items() if isinstance(outputs, dict) else ():
         if isinstance(out, dict) and isinstance(out.get("path"), str):
             yield f"outputs.{name}.path", out["path"], ("outputs", name, "path"), False
     for i, node in enumerate(nodes if isinstance(nodes, list) else ()):
@@ -147,7 +151,12 @@ def spec_paths(spec: dict) -> Iterator[tuple[str, str, tuple, bool]]:
 
 def _looks_like_path(v: str) -> bool:
     """Parameter values are treated as paths only when they look like one."""
-    return "/" in v or "://" in v or v.startswith((".", "~")) or v.endswith((".bin", ".parquet", ".json", ".arpa"))
+    return (
+        "/" in v
+        or "://" in v
+        or v.startswith((".", "~"))
+        or v.endswith((".bin", ".parquet", ".json", ".arpa"))
+    )
 
 
 def _set(d: Any, keys: tuple, value: Any) -> None:

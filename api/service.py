@@ -92,7 +92,9 @@ class Service:
             self.ray = EmbeddedRay(self.cfg.home, num_cpus=self.cfg.ray_cpus)
             self.ray_address = self.ray.start()
             ray_env = self.ray.driver_env()
-        self.supervisor = Supervisor(self.cfg, self.store, self.ray_address, ray_env, on_finish=self._on_finish)
+        self.supervisor = Supervisor(
+            self.cfg, self.store, self.ray_address, ray_env, on_finish=self._on_finish
+        )
         self.supervisor.start()
         self.scheduler = Scheduler(self)
         self.scheduler.start()
@@ -126,7 +128,11 @@ class Service:
             checks["ray"] = {"ok": False, "error": "Ray not started yet"}
         else:
             ok = tcp_alive(self.ray_address)
-            checks["ray"] = {"ok": ok, "address": self.ray_address, **({} if ok else {"error": "unreachable"})}
+            checks["ray"] = {
+                "ok": ok,
+                "address": self.ray_address,
+                **({} if ok else {"error": "unreachable"}),
+            }
         return checks
 
     # -- specs and jobs ----------------------------------------------------------------------
@@ -145,21 +151,37 @@ class Service:
             raise BadSpec(422, "invalid pipeline spec", _problems(e)) from None
         except Exception as e:  # anything else a hostile spec can provoke is still the spec's fault
             log.info("spec rejected by %s: %s", type(e).__name__, e)
-            raise BadSpec(422, "invalid pipeline spec",
-                          [{"node": None, "field": None, "message": f"{type(e).__name__}: {e}"}]) from None
+            raise BadSpec(
+                422,
+                "invalid pipeline spec",
+                [{"node": None, "field": None, "message": f"{type(e).__name__}: {e}"}],
+            ) from None
         return spec
 
-    def submit(self, spec: dict, *, schedule_id: str | None = None, run_number: int | None = None,
-               shards: list[tuple[str, str]] | None = None, checked: bool = False) -> dict:
+    def submit(
+        self,
+        spec: dict,
+        *,
+        schedule_id: str | None = None,
+        run_number: int | None = None,
+        shards: list[tuple[str, str]] | None = None,
+        checked: bool = False,
+    ) -> dict:
         """Validate (unless ``checked``) and queue a job; returns the stored job row."""
         if not checked:
             spec = self.check_spec(spec)
         job_id = st.new_id()
         job_dir = self.cfg.jobs_dir / job_id
         outputs = {k: v.get("path") for k, v in (spec.get("outputs") or {}).items() if isinstance(v, dict)}
-        row = self.store.create_job(job_id=job_id, name=str(spec.get("name") or "pipeline")[:200], spec=spec,
-                                    job_dir=str(job_dir), outputs=outputs, schedule_id=schedule_id,
-                                    run_number=run_number)
+        row = self.store.create_job(
+            job_id=job_id,
+            name=str(spec.get("name") or "pipeline")[:200],
+            spec=spec,
+            job_dir=str(job_dir),
+            outputs=outputs,
+            schedule_id=schedule_id,
+            run_number=run_number,
+        )
         if schedule_id and shards:
             self.store.add_shards(schedule_id, job_id, shards)
         if self.supervisor is not None:
@@ -172,8 +194,13 @@ class Service:
 
 def job_view(store: st.Store, job: dict, include_spec: bool = True) -> dict:
     """The API representation of a stored job."""
+
     def iso(t: float | None) -> str | None:
-        return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+        return (
+            None
+            if t is None
+            else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+        )
 
     started, finished = job.get("started_at"), job.get("finished_at")
     end = finished or (time.time() if job.get("state") == st.RUNNING else None)
@@ -193,7 +220,8 @@ def job_view(store: st.Store, job: dict, include_spec: bool = True) -> dict:
         "outputs": job.get("outputs") or {},
         "artifacts": job.get("artifacts") or {"job_dir": job.get("job_dir")},
         "history": [
-            {"state": e["state"], "at": iso(e["at"]), "message": e.get("message")} for e in store.job_events(job["id"])
+            {"state": e["state"], "at": iso(e["at"]), "message": e.get("message")}
+            for e in store.job_events(job["id"])
         ],
         "schedule_id": job.get("schedule_id"),
         "run_number": job.get("run_number"),

@@ -11,7 +11,8 @@ import hashlib
 import json
 import time
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -123,7 +124,9 @@ def new_id() -> str:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and cross-thread use."""
     if url.startswith("sqlite"):
-        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10, max_overflow=40)
+        eng = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10, max_overflow=40
+        )
 
         @event.listens_for(eng, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:  # pragma: no cover - trivial
@@ -141,7 +144,7 @@ def _writes(fn: Any) -> Any:
     import functools
 
     @functools.wraps(fn)
-    def wrapper(self: "Store", *a: Any, **kw: Any) -> Any:
+    def wrapper(self: Store, *a: Any, **kw: Any) -> Any:
         try:
             return fn(self, *a, **kw)
         finally:
@@ -158,7 +161,7 @@ class Store:
         if url.startswith("sqlite:///"):
             from pathlib import Path
 
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = make_engine(url)
         self.version = migrations.migrate(self.engine)
@@ -172,13 +175,35 @@ class Store:
 
     # -- jobs ------------------------------------------------------------------------
     @_writes
-    def create_job(self, *, job_id: str, name: str, spec: dict, job_dir: str, outputs: dict,
-                   schedule_id: str | None = None, run_number: int | None = None) -> dict:
+    def create_job(
+        self,
+        *,
+        job_id: str,
+        name: str,
+        spec: dict,
+        job_dir: str,
+        outputs: dict,
+        schedule_id: str | None = None,
+        run_number: int | None = None,
+    ) -> dict:
         now = time.time()
         row = dict(
-            id=job_id, name=name, state=QUEUED, spec=spec, spec_hash=spec_hash(spec), job_dir=job_dir,
-            created_at=now, updated_at=now, outputs=outputs, ledger={}, progress={}, artifacts={},
-            attempt=0, resume=False, schedule_id=schedule_id, run_number=run_number,
+            id=job_id,
+            name=name,
+            state=QUEUED,
+            spec=spec,
+            spec_hash=spec_hash(spec),
+            job_dir=job_dir,
+            created_at=now,
+            updated_at=now,
+            outputs=outputs,
+            ledger={},
+            progress={},
+            artifacts={},
+            attempt=0,
+            resume=False,
+            schedule_id=schedule_id,
+            run_number=run_number,
         )
         with self.engine.begin() as c:
             c.execute(insert(jobs).values(**row))
@@ -192,17 +217,32 @@ class Store:
 
     def job_events(self, job_id: str) -> list[dict]:
         with self.engine.connect() as c:
-            rows = c.execute(
-                select(job_events.c.state, job_events.c.at, job_events.c.message)
-                .where(job_events.c.job_id == job_id)
-                .order_by(job_events.c.id)
-            ).mappings().all()
+            rows = (
+                c.execute(
+                    select(job_events.c.state, job_events.c.at, job_events.c.message)
+                    .where(job_events.c.job_id == job_id)
+                    .order_by(job_events.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
-    def list_jobs(self, state: str | None = None, limit: int = 50, offset: int = 0,
-                  schedule_id: str | None = None) -> tuple[list[dict], int]:
-        cols = [jobs.c.id, jobs.c.name, jobs.c.state, jobs.c.created_at, jobs.c.started_at, jobs.c.finished_at,
-                jobs.c.error, jobs.c.schedule_id, jobs.c.run_number, jobs.c.spec_hash]
+    def list_jobs(
+        self, state: str | None = None, limit: int = 50, offset: int = 0, schedule_id: str | None = None
+    ) -> tuple[list[dict], int]:
+        cols = [
+            jobs.c.id,
+            jobs.c.name,
+            jobs.c.state,
+            jobs.c.created_at,
+            jobs.c.started_at,
+            jobs.c.finished_at,
+            jobs.c.error,
+            jobs.c.schedule_id,
+            jobs.c.run_number,
+            jobs.c.spec_hash,
+        ]
         q = select(*cols)
         cq = select(func.count()).select_from(jobs)
         if state:
@@ -217,9 +257,13 @@ class Store:
 
     def jobs_in(self, states: Iterable[str]) -> list[dict]:
         with self.engine.connect() as c:
-            rows = c.execute(
-                select(jobs).where(jobs.c.state.in_(list(states))).order_by(jobs.c.created_at, jobs.c.id)
-            ).mappings().all()
+            rows = (
+                c.execute(
+                    select(jobs).where(jobs.c.state.in_(list(states))).order_by(jobs.c.created_at, jobs.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def count_by_state(self) -> dict[str, int]:
@@ -236,8 +280,15 @@ class Store:
             c.execute(update(jobs).where(jobs.c.id == job_id).values(**fields))
 
     @_writes
-    def transition(self, job_id: str, state: str, message: str | None = None, *,
-                   expect: Iterable[str] | None = None, **fields: Any) -> bool:
+    def transition(
+        self,
+        job_id: str,
+        state: str,
+        message: str | None = None,
+        *,
+        expect: Iterable[str] | None = None,
+        **fields: Any,
+    ) -> bool:
         """Move a job to ``state`` (recording the event). With ``expect``, only from those
         states (compare-and-set); returns whether the transition happened."""
         now = time.time()
@@ -253,10 +304,19 @@ class Store:
 
     # -- schedules ---------------------------------------------------------------------
     @_writes
-    def create_schedule(self, *, sched_id: str, name: str, cron: str, template: dict, next_run_at: float,
-                        index_dir: str) -> dict:
-        row = dict(id=sched_id, name=name, cron=cron, template=template, created_at=time.time(),
-                   next_run_at=next_run_at, runs=0, index_dir=index_dir)
+    def create_schedule(
+        self, *, sched_id: str, name: str, cron: str, template: dict, next_run_at: float, index_dir: str
+    ) -> dict:
+        row = dict(
+            id=sched_id,
+            name=name,
+            cron=cron,
+            template=template,
+            created_at=time.time(),
+            next_run_at=next_run_at,
+            runs=0,
+            index_dir=index_dir,
+        )
         with self.engine.begin() as c:
             c.execute(insert(schedules).values(**row))
         return row
@@ -289,9 +349,10 @@ class Store:
             return
         now = time.time()
         with self.engine.begin() as c:
-            c.execute(insert(schedule_shards), [
-                dict(schedule_id=sched_id, path=p, digest=d, job_id=job_id, at=now) for p, d in shards
-            ])
+            c.execute(
+                insert(schedule_shards),
+                [dict(schedule_id=sched_id, path=p, digest=d, job_id=job_id, at=now) for p, d in shards],
+            )
 
     def seen_shards(self, sched_id: str, job_states: Iterable[str]) -> set[tuple[str, str]]:
         """(path, digest) pairs claimed by runs of the schedule whose job is in ``job_states``."""

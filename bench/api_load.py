@@ -56,8 +56,13 @@ def prefill(home: Path, n: int) -> None:
     s = Store(f"sqlite:///{home / 'curate.db'}")
     for i in range(n):
         jid = f"old{i:013d}"
-        s.create_job(job_id=jid, name=f"old-{i}", spec={"name": f"old-{i}", "inputs": {}}, job_dir=str(home / "jobs" / jid),
-                     outputs={"kept": f"/nowhere/{i}"})
+        s.create_job(
+            job_id=jid,
+            name=f"old-{i}",
+            spec={"name": f"old-{i}", "inputs": {}},
+            job_dir=str(home / "jobs" / jid),
+            outputs={"kept": f"/nowhere/{i}"},
+        )
         s.transition(jid, "running", "driver pid 1")
         s.transition(jid, "succeeded", "succeeded", ledger={"len": {"in": 100, "kept": 90, "rejected": 10}})
     s.close()
@@ -77,7 +82,9 @@ def job_spec(inp: str, out: str, i: int) -> dict:
     }
 
 
-async def keep_a_job_running(c: httpx.AsyncClient, inp: str, out: str, state: dict, stop: asyncio.Event) -> None:
+async def keep_a_job_running(
+    c: httpx.AsyncClient, inp: str, out: str, state: dict, stop: asyncio.Event
+) -> None:
     i = 0
     while not stop.is_set():
         r = await c.post("/v1/jobs", json=job_spec(inp, out, i))
@@ -178,13 +185,20 @@ async def run(args: argparse.Namespace, base: str, inp: str, out: str) -> None:
     for kind, xs in lat.items():
         if xs:
             a = np.array(xs) * 1000
-            print(f"  {kind:<6} n={len(a):>6}  p50={np.percentile(a, 50):7.1f} ms  p99={np.percentile(a, 99):7.1f} ms  "
-                  f"max={a.max():7.1f} ms")
-    print(f"background jobs submitted={state['jobs']} finished={state['finished']} last job at end: {running_at_end}")
+            print(
+                f"  {kind:<6} n={len(a):>6}  p50={np.percentile(a, 50):7.1f} ms  "
+                f"p99={np.percentile(a, 99):7.1f} ms  max={a.max():7.1f} ms"
+            )
+    print(
+        f"background jobs submitted={state['jobs']} finished={state['finished']} "
+        f"last job at end: {running_at_end}"
+    )
     p99 = float(np.percentile(np.array(lat["status"]) * 1000, 99)) if lat["status"] else float("inf")
     ok = five == 0 and errors == 0 and p99 < 200
-    print(f"target (no 5xx, status p99 < 200 ms): {'PASS' if ok else 'FAIL'}  (5xx={five}, transport errors={errors}, "
-          f"status p99={p99:.1f} ms)")
+    print(
+        f"target (no 5xx, status p99 < 200 ms): {'PASS' if ok else 'FAIL'}  "
+        f"(5xx={five}, transport errors={errors}, status p99={p99:.1f} ms)"
+    )
 
 
 def main() -> None:
@@ -203,16 +217,27 @@ def main() -> None:
     inp = make_corpus(data, args.data)
     prefill(home, args.prefill)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CURATE_HOME": str(home),
-           "CURATE_DATA_ROOTS": ",".join([str(data)] + ([str(Path(args.data).resolve())] if args.data else [])),
-           "CURATE_MAX_JOBS": "1", "RAY_memory_monitor_refresh_ms": "0"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "CURATE_HOME": str(home),
+        "CURATE_DATA_ROOTS": ",".join([str(data)] + ([str(Path(args.data).resolve())] if args.data else [])),
+        "CURATE_MAX_JOBS": "1",
+        "RAY_memory_monitor_refresh_ms": "0",
+    }
     if not args.ray:
         env["CURATE_RAY_ADDRESS"] = "none"
     else:
         env.pop("CURATE_RAY_ADDRESS", None)
     log = open(tmp / "server.log", "wb")
-    srv = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level", "warning"],
-                           env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True)
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(REPO),
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):

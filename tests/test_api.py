@@ -50,7 +50,10 @@ def test_job_end_to_end_ledger_history_rejects_report_metrics(env):
     assert j["outputs"]["kept"] == str(tmp / "data/out/kept")
     kept = sum(pq.ParquetFile(f).metadata.num_rows for f in (tmp / "data/out/kept").glob("part-*.parquet"))
     assert kept == j["ledger"]["both"]["kept"] > 0
-    assert not (tmp / "data/out/kept/INCOMPLETE").exists() and not Path(j["artifacts"]["job_dir"], "INCOMPLETE").exists()
+    assert (
+        not (tmp / "data/out/kept/INCOMPLETE").exists()
+        and not Path(j["artifacts"]["job_dir"], "INCOMPLETE").exists()
+    )
     assert j["duration_s"] > 0 and j["spec"]["inputs"]["docs"]["path"] == str(tmp / "data/in/*.parquet")
     assert {s["step"] for s in j["progress"]} >= {"len", "dd"}
 
@@ -60,7 +63,9 @@ def test_job_end_to_end_ledger_history_rejects_report_metrics(env):
     assert c.get(f"/v1/jobs/{jid}/rejects", params={"reason": "no_such_reason"}).json()["count"] == 0
 
     rep = c.get(f"/v1/jobs/{jid}/report")
-    assert rep.status_code == 200 and "text/html" in rep.headers["content-type"] and "<html" in rep.text.lower()
+    assert (
+        rep.status_code == 200 and "text/html" in rep.headers["content-type"] and "<html" in rep.text.lower()
+    )
 
     m = c.get("/metrics").text
     assert 'curate_jobs{state="succeeded"} 1.0' in m
@@ -73,7 +78,7 @@ def test_job_end_to_end_ledger_history_rejects_report_metrics(env):
 
 
 def test_yaml_body_list_pagination_newest_first(env):
-    c, tmp, app = env
+    c, tmp, _ = env
     ids = []
     for i in range(3):
         body = yaml.safe_dump(dict(_spec(tmp, f"out/k{i}"), name=f"j{i}"))
@@ -127,11 +132,18 @@ def test_bad_input_is_4xx_with_clear_message(env):
     assert r.status_code == 422
     probs = r.json()["problems"]
     by_node = {p["node"]: p for p in probs}
-    assert "unknown stage 'lenght_filter'" in by_node["len"]["message"] and "length_filter" in by_node["len"]["message"]
+    assert (
+        "unknown stage 'lenght_filter'" in by_node["len"]["message"]
+        and "length_filter" in by_node["len"]["message"]
+    )
     assert "bogus" in by_node["dd"]["field"]
     assert "fraction" in by_node["a"]["field"]
 
-    for path, why in [("/etc/*.parquet", "outside"), ("in/../../../etc/passwd", "outside"), ("s3://bucket/x", "outside")]:
+    for path, why in [
+        ("/etc/*.parquet", "outside"),
+        ("in/../../../etc/passwd", "outside"),
+        ("s3://bucket/x", "outside"),
+    ]:
         bad = json.loads(json.dumps(good))
         bad["inputs"]["docs"]["path"] = path
         r = c.post("/v1/jobs", json=bad)
@@ -193,9 +205,13 @@ def test_bad_input_is_4xx_with_clear_message(env):
     assert r.status_code == 409
     r = c.get(f"/v1/jobs/{jid}/explain/doc-that-does-not-exist")
     assert r.status_code == 404 and "not found" in r.json()["detail"]
-    dup = c.get(f"/v1/jobs/{jid}/rejects", params={"reason": "exact_duplicate", "limit": 1}).json()["items"][0]
+    dup = c.get(f"/v1/jobs/{jid}/rejects", params={"reason": "exact_duplicate", "limit": 1}).json()["items"][
+        0
+    ]
     ex = c.get(f"/v1/jobs/{jid}/explain/{dup['id']}")
-    assert ex.status_code == 200 and ex.json()["status"] == "rejected" and ex.json()["rejected"]["node"] == "dd"
+    assert (
+        ex.status_code == 200 and ex.json()["status"] == "rejected" and ex.json()["rejected"]["node"] == "dd"
+    )
 
 
 def test_failed_job_reports_error_and_marks_outputs_incomplete(env):
@@ -233,7 +249,9 @@ def test_migrations_upgrade_an_old_database(tmp_path):
     eng.dispose()
     s = Store(url)  # opens and upgrades
     assert s.version == migrations.LATEST == migrations.current_version(s.engine)
-    row = s.create_job(job_id="j1", name="n", spec={"a": 1}, job_dir="/x", outputs={}, schedule_id="s1", run_number=1)
+    row = s.create_job(
+        job_id="j1", name="n", spec={"a": 1}, job_dir="/x", outputs={}, schedule_id="s1", run_number=1
+    )
     assert s.get_job("j1")["schedule_id"] == "s1" and row["spec_hash"] == s.get_job("j1")["spec_hash"]
     assert s.transition("j1", "running", "go", expect=["queued"])
     assert not s.transition("j1", "running", "again", expect=["queued"])
@@ -249,17 +267,37 @@ def test_path_sandbox(tmp_path):
     check_path(str(root / "a" / "x.parquet"), roots, "w")
     check_path(str(root / "a" / ".." / "b"), roots, "w")  # .. that stays inside is fine
     check_path("s3://bucket/curate/in/*.parquet", roots, "w")
-    for bad in (str(root / ".." / "x"), "/etc/passwd", "s3://bucket/curate/../other", "s3://bucket/curatex/a",
-                "s3://other/curate", "gs://bucket/curate/x", "file:///etc/passwd", "relative/path"):
+    for bad in (
+        str(root / ".." / "x"),
+        "/etc/passwd",
+        "s3://bucket/curate/../other",
+        "s3://bucket/curatex/a",
+        "s3://other/curate",
+        "gs://bucket/curate/x",
+        "file:///etc/passwd",
+        "relative/path",
+    ):
         with pytest.raises(PathNotAllowed):
             check_path(bad, roots, "w")
-    spec = {"inputs": {"a": {"path": ["a/x.parquet", "a/y.parquet"]}}, "outputs": {"o": {"node": "n", "path": "out"}},
-            "nodes": [{"id": "n", "stage": "s", "params": {"model_path": "m/model.bin", "threshold": "0.5",
-                                                           "id_prefix": "doc"}}]}
+    spec = {
+        "inputs": {"a": {"path": ["a/x.parquet", "a/y.parquet"]}},
+        "outputs": {"o": {"node": "n", "path": "out"}},
+        "nodes": [
+            {
+                "id": "n",
+                "stage": "s",
+                "params": {"model_path": "m/model.bin", "threshold": "0.5", "id_prefix": "doc"},
+            }
+        ],
+    }
     sandbox_spec(spec, roots, str(root))
     assert spec["inputs"]["a"]["path"] == [str(root / "a/x.parquet"), str(root / "a/y.parquet")]
     assert spec["outputs"]["o"]["path"] == str(root / "out")
-    assert spec["nodes"][0]["params"] == {"model_path": str(root / "m/model.bin"), "threshold": "0.5", "id_prefix": "doc"}
+    assert spec["nodes"][0]["params"] == {
+        "model_path": str(root / "m/model.bin"),
+        "threshold": "0.5",
+        "id_prefix": "doc",
+    }
     with pytest.raises(PathNotAllowed):
         sandbox_spec({"nodes": [{"id": "n", "params": {"against_index": "/var/idx"}}]}, roots, str(root))
 

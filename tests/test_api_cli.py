@@ -20,8 +20,13 @@ pytestmark = pytest.mark.slow
 def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     write_corpus(tmp / "data" / "in")
-    env = {"CURATE_HOME": str(tmp / "home"), "CURATE_DATA_ROOTS": str(tmp / "data"), "CURATE_RAY_ADDRESS": "none",
-           "CURATE_API_TOKEN": TOKEN, "CURATE_POLL_S": "0.1"}
+    env = {
+        "CURATE_HOME": str(tmp / "home"),
+        "CURATE_DATA_ROOTS": str(tmp / "data"),
+        "CURATE_RAY_ADDRESS": "none",
+        "CURATE_API_TOKEN": TOKEN,
+        "CURATE_POLL_S": "0.1",
+    }
     s = Server(env, tmp / "server.log").start()
     yield s, tmp
     s.stop()
@@ -49,7 +54,7 @@ def test_cli_submit_wait_jobs_status_cancel(live, monkeypatch):
     r = runner.invoke(app, ["submit", str(spec_file), "--wait"])
     assert r.exit_code == 0, r.output
     assert "[running]" in r.output or "[queued]" in r.output
-    done = json.loads(r.output[r.output.index("{"):])
+    done = json.loads(r.output[r.output.index("{") :])
     assert done["state"] == "succeeded" and done["outputs"]["kept"] == str(tmp / "data/out/cli")
     jid = done["id"]
 

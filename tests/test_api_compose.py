@@ -15,14 +15,28 @@ from curate.spec import load_spec_text, validate_spec
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None,
-                    reason="docker-compose client not installed (make system-deps: apt-get install -y docker-compose)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose client not installed (make system-deps: apt-get install -y docker-compose)",
+)
 def test_compose_config_is_valid():
-    r = subprocess.run(["docker-compose", "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    r = subprocess.run(
+        ["docker-compose", "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
-    full = subprocess.run(["docker-compose", "-f", str(REPO / "docker-compose.yml"), "config"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    full = subprocess.run(
+        ["docker-compose", "-f", str(REPO / "docker-compose.yml"), "config"],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     cfg = yaml.safe_load(full.stdout)
     api_env = cfg["services"]["api"]["environment"]
     assert api_env["RAY_AUTH_TOKEN"] == cfg["services"]["ray-worker"]["environment"]["RAY_AUTH_TOKEN"]

@@ -15,7 +15,9 @@ from tests.test_api_util import TOKEN, local_config
 
 _TMP = Path(tempfile.mkdtemp(prefix="curate-fuzz-"))
 # Drivers are `true`: any job the fuzzer gets accepted finishes at once, without work.
-app = create_app(local_config(_TMP, api_token=TOKEN, driver_cmd=["true"], max_body_bytes=256 * 1024), start=False)
+app = create_app(
+    local_config(_TMP, api_token=TOKEN, driver_cmd=["true"], max_body_bytes=256 * 1024), start=False
+)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -70,7 +70,9 @@ def wait_progress(c, jid: str, timeout: float = 120.0) -> dict:
     while time.time() < deadline:
         j = c.get(f"/v1/jobs/{jid}").json()
         if j["state"] != "running" and j["state"] != "queued":
-            raise AssertionError(f"job finished before the test could interrupt it: {j['state']} {j['error']}")
+            raise AssertionError(
+                f"job finished before the test could interrupt it: {j['state']} {j['error']}"
+            )
         if any((s.get("done") or 0) >= 1 for s in j["progress"]):
             return j
         time.sleep(0.1)
@@ -121,7 +123,14 @@ def test_restart_keeps_everything(home):
         jb = wait_state(c.get, b, timeout=300)
         assert jb["state"] == "succeeded", jb["error"]
         assert jb["attempt"] == 2
-        assert [h["state"] for h in jb["history"]] == ["queued", "running", "interrupted", "queued", "running", "succeeded"]
+        assert [h["state"] for h in jb["history"]] == [
+            "queued",
+            "running",
+            "interrupted",
+            "queued",
+            "running",
+            "succeeded",
+        ]
         log = (Path(jb["artifacts"]["job_dir"]) / "driver.log").read_text()
         assert "--resume" in log.split("=== attempt 2")[1].splitlines()[0]
 

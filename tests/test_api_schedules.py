@@ -26,8 +26,10 @@ def _shard(path: Path, texts: list[str], ids: list[str]) -> None:
 
 
 def _template(with_minhash: bool) -> dict:
-    nodes = [{"id": "len", "stage": "length_filter", "inputs": ["feed"], "params": {"min_words": 5}},
-             {"id": "dd", "stage": "exact_dedup", "inputs": ["len"]}]
+    nodes = [
+        {"id": "len", "stage": "length_filter", "inputs": ["feed"], "params": {"min_words": 5}},
+        {"id": "dd", "stage": "exact_dedup", "inputs": ["len"]},
+    ]
     if with_minhash:
         nodes.append({"id": "mh", "stage": "minhash_dedup", "inputs": ["dd"], "params": {}})
     return {
@@ -64,7 +66,9 @@ def test_schedule_runs_new_shards_only_missed_runs_fire_once_and_survive_restart
     app = create_app(cfg)
     with TestClient(app) as c:
         svc = app.state.service
-        r = c.post("/v1/schedules", json={"name": "daily", "cron": "0 3 * * *", "spec": _template(HAS_MINHASH)})
+        r = c.post(
+            "/v1/schedules", json={"name": "daily", "cron": "0 3 * * *", "spec": _template(HAS_MINHASH)}
+        )
         assert r.status_code == 201, r.text
         s = r.json()
         sid = s["id"]
@@ -77,7 +81,10 @@ def test_schedule_runs_new_shards_only_missed_runs_fire_once_and_survive_restart
         r1 = wait_state(c.get, j1)
         assert r1["state"] == "succeeded", r1["error"]
         assert r1["run_number"] == 1 and r1["schedule_id"] == sid
-        assert sorted(Path(p).name for p in r1["spec"]["inputs"]["feed"]["path"]) == ["a.parquet", "b.parquet"]
+        assert sorted(Path(p).name for p in r1["spec"]["inputs"]["feed"]["path"]) == [
+            "a.parquet",
+            "b.parquet",
+        ]
         assert r1["outputs"]["kept"] == str(data / "curated/run-00001")
         assert r1["ledger"]["feed"]["in"] == 60
         assert _rows(r1["outputs"]["kept"]) == r1["ledger"][r1["spec"]["outputs"]["kept"]["node"]]["kept"] > 0
@@ -96,7 +103,10 @@ def test_schedule_runs_new_shards_only_missed_runs_fire_once_and_survive_restart
         assert svc.store.get_schedule(sid)["next_run_at"] > now
         r2 = wait_state(c.get, started[0])
         assert r2["state"] == "succeeded", r2["error"]
-        assert sorted(Path(p).name for p in r2["spec"]["inputs"]["feed"]["path"]) == ["a.parquet", "c.parquet"]
+        assert sorted(Path(p).name for p in r2["spec"]["inputs"]["feed"]["path"]) == [
+            "a.parquet",
+            "c.parquet",
+        ]
         assert r2["ledger"]["feed"]["in"] == 61
         assert r2["outputs"]["kept"] == str(data / "curated/run-00002")
         assert _rows(str(data / "curated/run-00001")) == _rows(r1["outputs"]["kept"])  # run 1 untouched

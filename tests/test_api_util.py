@@ -31,7 +31,9 @@ def local_config(tmp: Path, **over: object) -> Config:
     return Config.from_env(env, **over)
 
 
-def wait_state(get, job_id: str, states=("succeeded", "failed", "cancelled", "interrupted"), timeout: float = 120.0) -> dict:
+def wait_state(
+    get, job_id: str, states=("succeeded", "failed", "cancelled", "interrupted"), timeout: float = 120.0
+) -> dict:
     """Poll ``get(f"/v1/jobs/{id}")`` until the job is in one of ``states``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -57,11 +59,15 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120.0) -> "Server":
+    def start(self, timeout: float = 120.0) -> Server:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=self.env, stdout=logf, stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True,
+            env=self.env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+            start_new_session=True,
         )
         logf.close()
         deadline = time.time() + timeout
@@ -91,5 +97,6 @@ class Server:
                 self.kill()
 
     def client(self, token: str | None = TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60,
-                            headers={"Authorization": f"Bearer {token}"} if token else {})
+        return httpx.Client(
+            base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {token}"} if token else {}
+        )
