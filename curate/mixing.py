@@ -32,8 +32,8 @@ DEFAULT_MAX_EPOCHS = 4.0
 #: FineWeb2 rehydration table (§5.6): lower bound of cluster size -> upsampling weight.
 DEFAULT_REHYDRATION: dict[int, float] = {1: 1, 2: 2, 3: 3, 5: 5, 100: 8, 1000: 1}
 
-#: Number of histogram bins over the order-sample key (fit pass 2).
-KEY_BINS = 1 << 16
+#: Bins per level of the two-level histogram over the order-sample key (fit passes 2-3).
+KEY_BINS = 2048  # per level: a coarse and a fine histogram give 2048² cells
 
 CapPolicy = Literal["redistribute", "shrink"]
 
@@ -246,27 +246,44 @@ def order_keys(u: np.ndarray, frac: np.ndarray) -> np.ndarray:
 
 
 def key_bins(keys: np.ndarray) -> np.ndarray:
-    """Histogram bin of each order key (``KEY_BINS`` equal bins over [0, 1); 1.0 -> KEY_BINS)."""
+    """Coarse histogram bin of each order key (``KEY_BINS`` bins over [0, 1); 1.0 -> KEY_BINS)."""
     return np.minimum(np.floor(np.asarray(keys) * KEY_BINS), KEY_BINS).astype(np.int64)
+
+
+def fine_bins(keys: np.ndarray, coarse: int) -> np.ndarray:
+    """Fine bin (``KEY_BINS`` sub-bins) of keys that lie in coarse bin ``coarse``."""
+    f = np.floor((np.asarray(keys) * KEY_BINS - coarse) * KEY_BINS)
+    return np.clip(f, 0, KEY_BINS - 1).astype(np.int64)
 
 
 @dataclass
 class Cutoff:
-    """Where one domain's fractional sample stops.
+    """Where one domain's fractional sample stops (two-level histogram position + a tie).
 
-    A document is in the sample iff its key bin < ``bin`` or (bin == ``bin`` and
-    ``(key, id) <= (key, id)`` of the cutoff). ``key is None`` means nothing from ``bin``.
+    A document is in the sample iff its coarse bin < ``bin``; or it is in coarse ``bin``
+    and its fine bin < ``fine``; or it is in that fine cell and ``(key, id)`` is at most
+    the cutoff's ``(key, id)``. ``fine is None`` means nothing from coarse ``bin``;
+    ``key is None`` means nothing from the fine cell.
     """
 
     bin: int
+    fine: int | None = None
     key: float | None = None
     id: str | None = None
 
-    def selects(self, bins: np.ndarray, keys: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+    def selects(self, keys: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.float64)
+        bins = key_bins(keys)
         sel = bins < self.bin
+        if self.fine is None:
+            return sel
+        m = np.nonzero(bins == self.bin)[0]
+        if m.size == 0:
+            return sel
+        fb = fine_bins(keys[m], self.bin)
+        sel[m[fb < self.fine]] = True
         if self.key is not None:
-            same = np.nonzero(bins == self.bin)[0]
-            for j in same:
+            for j in m[fb == self.fine]:
                 k = float(keys[j])
                 if k < self.key or (k == self.key and str(ids[j]) <= self.id):
                     sel[j] = True
@@ -276,12 +293,13 @@ class Cutoff:
 def find_bin(hist: np.ndarray, residual: float) -> tuple[int, float]:
     """The bin where the cumulative token mass crosses ``residual``, and the mass before it.
 
-    Returns ``(KEY_BINS, total)`` when even every candidate is not enough (take all
-    documents with a fractional part) and ``(0, 0.0)`` when nothing is needed.
+    Only the first ``KEY_BINS`` entries count (a coarse histogram's extra last entry holds
+    documents without a fractional part). Returns ``(KEY_BINS, total)`` when even every
+    candidate is not enough (take all) and ``(0, 0.0)`` when nothing is needed.
     """
     if residual <= 0:
         return 0, 0.0
-    cum = np.cumsum(hist[:KEY_BINS])
+    cum = np.cumsum(np.asarray(hist, dtype=np.float64)[:KEY_BINS])
     b = int(np.searchsorted(cum, residual, side="left"))
     if b >= KEY_BINS:
         return KEY_BINS, float(cum[-1]) if cum.size else 0.0
@@ -290,17 +308,25 @@ def find_bin(hist: np.ndarray, residual: float) -> tuple[int, float]:
 
 
 def choose_cutoff(
-    b: int, before: float, residual: float, rows: Sequence[tuple[float, str, float]], allow_over: bool = True
+    b: int,
+    f: int | None,
+    before: float,
+    residual: float,
+    rows: Sequence[tuple[float, str, float]],
+    allow_over: bool = True,
 ) -> tuple[Cutoff, float]:
-    """Fill the residual inside bin ``b`` from ``rows`` = (key, id, tokens).
+    """Fill the residual inside fine cell (``b``, ``f``) from ``rows`` = (key, id, tokens).
 
-    Rows are taken in (key, id) order; the document that crosses the residual is taken if
-    that lands closer to the target than stopping before it (never, if ``allow_over`` is
-    false: a capped domain must not exceed its cap). Returns the cutoff and the token mass
-    selected from the fractional sample.
+    ``before`` is the token mass of every cell before it. Rows are taken in (key, id)
+    order; the document that crosses the residual is taken if that lands closer to the
+    target than stopping before it (never, if ``allow_over`` is false: a capped domain
+    must not exceed its cap). Returns the cutoff and the fractional sample's token mass.
+    ``b >= KEY_BINS`` takes every candidate; ``f is None`` takes all of coarse bins < b.
     """
     if b >= KEY_BINS:
         return Cutoff(KEY_BINS), before
+    if f is None:
+        return Cutoff(b), before
     mass = before
     last: tuple[float, str] | None = None
     for key, did, tok in sorted(rows, key=lambda r: (r[0], r[1])):
@@ -312,5 +338,5 @@ def choose_cutoff(
         mass = nxt
         last = (key, did)
     if last is None:
-        return Cutoff(b), mass
-    return Cutoff(b, float(last[0]), last[1]), mass
+        return Cutoff(b, f), mass
+    return Cutoff(b, f, float(last[0]), last[1]), mass

@@ -100,27 +100,39 @@ def test_uniforms_depend_only_on_seed_domain_id():
 
 
 def test_cutoff_fills_residual_token_accurately():
+    """Two-level histogram + sorted final cell = the (key, id)-prefix closest to the residual."""
     rng = np.random.default_rng(0)
-    ids = [f"x{i}" for i in range(5000)]
-    tok = rng.integers(10, 500, size=5000).astype(float)
-    frac = np.full(5000, 0.3)
+    n = 200_000
+    ids = [f"x{i}" for i in range(n)]
+    tok = rng.integers(10, 500, size=n).astype(float)
+    frac = np.full(n, 0.3)
     keys = mixing.order_keys(mixing.doc_uniforms(ids, 1, "a"), frac)
     bins = mixing.key_bins(keys)
     residual = 0.3 * tok.sum()
     hist = np.bincount(bins, weights=tok, minlength=mixing.KEY_BINS + 1)
-    b, before = mixing.find_bin(hist, residual)
-    rows = [(keys[j], ids[j], tok[j]) for j in np.nonzero(bins == b)[0]]
-    cut, mass = mixing.choose_cutoff(b, before, residual, rows)
-    sel = cut.selects(bins, keys, ids)
+    b, mass_b = mixing.find_bin(hist, residual)
+    inb = np.nonzero(bins == b)[0]
+    fb = mixing.fine_bins(keys[inb], b)
+    f, mass_f = mixing.find_bin(
+        np.bincount(fb, weights=tok[inb], minlength=mixing.KEY_BINS), residual - mass_b
+    )
+    cell = inb[fb == f]
+    assert len(cell) < 10  # the driver only ever sorts a handful of rows
+    rows = [(keys[j], ids[j], tok[j]) for j in cell]
+    cut, mass = mixing.choose_cutoff(b, f, mass_b + mass_f, residual, rows)
+    sel = cut.selects(keys, ids)
     assert tok[sel].sum() == pytest.approx(mass)
     assert abs(mass - residual) <= tok.max() / 2
-    # the sample is the lowest keys: a prefix in (key, id) order
-    order = sorted(range(5000), key=lambda j: (keys[j], ids[j]))
+    # the sample is exactly the lowest keys: a prefix in (key, id) order
+    order = np.lexsort((np.array(ids), keys))
     k = int(sel.sum())
-    assert set(order[:k]) == set(np.nonzero(sel)[0])
+    assert set(order[:k].tolist()) == set(np.nonzero(sel)[0].tolist())
+    cum = np.cumsum(tok[order])
+    best = min(range(k - 2, k + 3), key=lambda i: abs(cum[i - 1] - residual) if i > 0 else residual)
+    assert best == k  # no other prefix length lands closer to the target
     # a capped domain never overshoots
-    cut2, mass2 = mixing.choose_cutoff(b, before, residual, rows, allow_over=False)
-    assert mass2 <= residual
+    cut2, mass2 = mixing.choose_cutoff(b, f, mass_b + mass_f, residual, rows, allow_over=False)
+    assert mass2 <= residual and tok[cut2.selects(keys, ids)].sum() == pytest.approx(mass2)
 
 
 def test_find_bin_edges():

@@ -1,15 +1,18 @@
 """`mix`: token-budget domain mixing as a barrier stage (algorithms.md §5).
 
-Fit (three distributed passes, nothing but per-domain totals reaches the driver):
+Fit (distributed passes; nothing but per-domain totals and histograms reaches the driver):
 
 1. ``map_files`` over the input parts: count tokens per document (whitespace words, or a
-   count column), read the domain (and ``dup_cluster_size`` for rehydration), write a
-   small sidecar (domain, id, tokens, weight) to scratch and return per-domain totals.
-   Weights and caps give per-domain target tokens (:func:`curate.mixing.allocate`).
+   count column), read the domain (and ``dup_cluster_size`` for rehydration), hash the
+   seeded uniform ``u`` of every id, write a small sidecar (domain, id, tokens, weight, u)
+   to scratch and return per-domain totals. Weights and caps give per-domain target
+   tokens (:func:`curate.mixing.allocate`).
 2. ``aggregate`` over the sidecars: per domain, the token mass of whole copies and a
-   histogram of the fractional part's token mass over the order-sample key.
-3. ``aggregate`` again, collecting only the documents in the bin where the residual is
-   crossed; sorting those few fixes an exact, token-accurate cutoff.
+   coarse histogram (2048 bins) of the fractional sample's token mass over the order key.
+3. ``aggregate``: a fine histogram (2048 sub-bins) inside the bin where the residual is
+   crossed.
+4. ``aggregate``: the few documents of the crossing cell; sorting them by (key, id) fixes
+   an exact, token-accurate cutoff.
 
 Apply: per row, copies = ⌊rate × weight⌋ + (1 if the row's key is below its domain's
 cutoff). Zero copies -> rejected with reason ``mix_not_sampled``. Copy 0 keeps the id;
@@ -152,7 +155,11 @@ def _weights_of(t: pa.Table, rehydrate: bool, table: dict[int, float] | None) ->
 
 
 class _Scan:
-    """Pass 1: per part file, write (domain, id, tokens, weight) and return domain totals."""
+    """Pass 1: per part file, write (domain, id, tokens, weight, u) and return domain totals.
+
+    ``u`` is the document's seeded uniform (xxh3 of seed, domain and id); later passes
+    read it from the sidecar instead of hashing again.
+    """
 
     def __init__(
         self,
@@ -163,9 +170,11 @@ class _Scan:
         table: dict[int, float] | None,
         out_dir: str,
         batch_size: int,
+        seed: int,
     ):
         self.text_column, self.token_column, self.default_domain = text_column, token_column, default_domain
         self.rehydrate, self.table, self.out_dir, self.batch_size = rehydrate, table, out_dir, batch_size
+        self.seed = seed
 
     def __call__(self, path: str) -> dict[str, Any]:
         cols = [schema.ID, schema.DOMAIN, schema.DUP_CLUSTER_SIZE, self.token_column or self.text_column]
@@ -176,23 +185,27 @@ class _Scan:
             doms = _domains_of(t, self.default_domain)
             tok = _tokens_of(t, self.text_column, self.token_column)
             w = _weights_of(t, self.rehydrate, self.table)
-            parts.append(
-                pa.table(
-                    {
-                        "domain": pa.array(doms, pa.string()),
-                        "id": pc.cast(t.column(schema.ID), pa.string()),
-                        "tokens": pa.array(tok, pa.int64()),
-                        "w": pa.array(w, pa.float64()),
-                    }
-                )
-            )
+            ids = np.array(pc.cast(t.column(schema.ID), pa.string()).to_pylist(), dtype=object)
+            u = np.zeros(t.num_rows, dtype=np.float64)
             darr = np.array(doms, dtype=object)
             for d in dict.fromkeys(doms):
                 m = darr == d
+                u[m] = mixing.doc_uniforms(ids[m], self.seed, d)
                 acc = totals.setdefault(d, {"docs": 0, "tokens": 0, "weighted_tokens": 0.0})
                 acc["docs"] += int(m.sum())
                 acc["tokens"] += int(tok[m].sum())
                 acc["weighted_tokens"] += float((tok[m] * w[m]).sum())
+            parts.append(
+                pa.table(
+                    {
+                        "domain": pa.array(doms, pa.string()),
+                        "id": pa.array(ids.tolist(), pa.string()),
+                        "tokens": pa.array(tok, pa.int64()),
+                        "w": pa.array(w, pa.float64()),
+                        "u": pa.array(u, pa.float64()),
+                    }
+                )
+            )
         side = Path(self.out_dir) / f"side-{xxhash.xxh3_64_hexdigest(path.encode())}.parquet"
         if parts:
             write_parquet_atomic(side, pa.concat_tables(parts))
@@ -208,39 +221,58 @@ def _merge_totals(a: dict, b: dict) -> dict:
     return out
 
 
-def _domain_keys(t: pa.Table, d: str, rate: float, seed: int) -> tuple[np.ndarray, ...]:
-    """(mask, whole copies, order keys, key bins) for domain ``d``'s rows of a sidecar batch."""
+def _domain_keys(t: pa.Table, d: str, rate: float) -> tuple[np.ndarray, ...]:
+    """(mask, whole copies, order keys, coarse bins, tokens) for domain ``d``'s sidecar rows."""
     m = t.column("domain").to_numpy(zero_copy_only=False) == d
-    ids = np.array(t.column("id").to_pylist(), dtype=object)[m]
     whole, frac = mixing.expected_copies(rate, t.column("w").to_numpy()[m])
-    keys = mixing.order_keys(mixing.doc_uniforms(ids, seed, d), frac)
-    return m, ids, whole, keys, mixing.key_bins(keys)
+    keys = mixing.order_keys(t.column("u").to_numpy()[m], frac)
+    tok = t.column("tokens").to_numpy()[m].astype(np.float64)
+    return m, whole, keys, mixing.key_bins(keys), tok
+
+
+def _hists(bins: np.ndarray, tok: np.ndarray, new: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    return {
+        "hist_tok": np.bincount(bins, weights=tok, minlength=n),
+        "hist_docs": np.bincount(bins, minlength=n),
+        "hist_new": np.bincount(bins, weights=new.astype(np.float64), minlength=n),
+    }
 
 
 class _Hist:
-    """Pass 2 (aggregate partial): whole-copy mass and key histogram of token mass per domain."""
+    """Pass 2 (aggregate partial): whole-copy mass and coarse key histograms per domain."""
 
-    def __init__(self, rates: dict[str, float], seed: int):
-        self.rates, self.seed = rates, seed
+    def __init__(self, rates: dict[str, float]):
+        self.rates = rates
 
     def __call__(self, t: pa.Table) -> dict[str, dict]:
         out = {}
-        tok_all = t.column("tokens").to_numpy()
         for d, rate in self.rates.items():
-            m, _, whole, _, bins = _domain_keys(t, d, rate, self.seed)
+            m, whole, _, bins, tok = _domain_keys(t, d, rate)
             if not m.any():
                 continue
-            tok = tok_all[m].astype(np.float64)
             out[d] = {
                 "whole_tokens": float((whole * tok).sum()),
                 "whole_rows": int(whole.sum()),
                 "docs_whole": int((whole > 0).sum()),
-                "hist_tok": np.bincount(bins, weights=tok, minlength=mixing.KEY_BINS + 1),
-                "hist_docs": np.bincount(bins, minlength=mixing.KEY_BINS + 1),
-                "hist_new": np.bincount(
-                    bins, weights=(whole == 0).astype(np.float64), minlength=mixing.KEY_BINS + 1
-                ),
+                **_hists(bins, tok, whole == 0, mixing.KEY_BINS + 1),
             }
+        return out
+
+
+class _Fine:
+    """Pass 3 (aggregate partial): fine histograms inside each domain's crossing coarse bin."""
+
+    def __init__(self, rates: dict[str, float], coarse: dict[str, int]):
+        self.rates, self.coarse = rates, coarse
+
+    def __call__(self, t: pa.Table) -> dict[str, dict]:
+        out = {}
+        for d, b in self.coarse.items():
+            m, whole, keys, bins, tok = _domain_keys(t, d, self.rates[d])
+            sel = bins == b
+            if sel.any():
+                fb = mixing.fine_bins(keys[sel], b)
+                out[d] = _hists(fb, tok[sel], whole[sel] == 0, mixing.KEY_BINS)
         return out
 
 
@@ -252,19 +284,19 @@ def _merge_hist(a: dict, b: dict) -> dict:
 
 
 class _Collect:
-    """Pass 3 (aggregate partial): (key, id, tokens, is_new) of the rows in each crossing bin."""
+    """Pass 4 (aggregate partial): (key, id, tokens, is_new) of the rows in each final cell."""
 
-    def __init__(self, rates: dict[str, float], bins: dict[str, int], seed: int):
-        self.rates, self.bins, self.seed = rates, bins, seed
+    def __init__(self, rates: dict[str, float], cells: dict[str, tuple[int, int]]):
+        self.rates, self.cells = rates, cells
 
     def __call__(self, t: pa.Table) -> dict[str, list]:
         out: dict[str, list] = {}
-        tok_all = t.column("tokens").to_numpy()
-        for d, b in self.bins.items():
-            m, ids, whole, keys, bins = _domain_keys(t, d, self.rates[d], self.seed)
-            sel = np.nonzero(bins == b)[0]
-            tok = tok_all[m]
-            out[d] = [(float(keys[j]), str(ids[j]), float(tok[j]), bool(whole[j] == 0)) for j in sel]
+        for d, (b, f) in self.cells.items():
+            m, whole, keys, bins, tok = _domain_keys(t, d, self.rates[d])
+            ids = np.array(t.column("id").to_pylist(), dtype=object)[m]
+            j = np.nonzero(bins == b)[0]
+            j = j[mixing.fine_bins(keys[j], b) == f]
+            out[d] = [(float(keys[i]), str(ids[i]), float(tok[i]), bool(whole[i] == 0)) for i in j]
         return out
 
 
@@ -336,6 +368,7 @@ class Mix(BarrierStage):
             p.rehydrate_table,
             str(scratch),
             ctx.batch_size,
+            self._seed(),
         )
         results = ctx.map_files(scan, files)
         totals: dict[str, dict] = {}
@@ -366,21 +399,21 @@ class Mix(BarrierStage):
             if alloc.targets[i] > 0 and pool > 0:
                 rates[d] = alloc.targets[i] / pool
 
-        hist = ctx.aggregate(sidecars, _Hist(rates, self._seed()), _merge_hist) if rates else {}
-        hist = hist or {}
-        crossing, before, residual = {}, {}, {}
-        for i, d in enumerate(domains):
-            if d not in rates or d not in hist:
-                continue
-            residual[d] = alloc.targets[i] - hist[d]["whole_tokens"]
-            b, mass = mixing.find_bin(hist[d]["hist_tok"], residual[d])
-            if 0 < residual[d] and b < mixing.KEY_BINS:
-                crossing[d] = b
-            before[d] = (b, mass)
-        rows = (
-            ctx.aggregate(sidecars, _Collect(rates, crossing, self._seed()), _merge_lists) if crossing else {}
-        )
-        rows = rows or {}
+        # fractional sample: coarse histogram -> fine histogram in the crossing bin -> the
+        # few rows of the crossing cell, sorted on the driver (token-accurate, any scale)
+        hist = (ctx.aggregate(sidecars, _Hist(rates), _merge_hist) if rates else None) or {}
+        residual = {d: alloc.targets[domains.index(d)] - h["whole_tokens"] for d, h in hist.items()}
+        coarse = {d: mixing.find_bin(hist[d]["hist_tok"], residual[d]) for d in hist}
+        todo = {d: b for d, (b, _) in coarse.items() if residual[d] > 0 and b < mixing.KEY_BINS}
+        fine = (ctx.aggregate(sidecars, _Fine(rates, todo), _merge_hist) if todo else None) or {}
+        cells, before = {}, {}
+        for d, b in todo.items():
+            f, mass_f = (
+                mixing.find_bin(fine[d]["hist_tok"], residual[d] - coarse[d][1]) if d in fine else (0, 0)
+            )
+            if f < mixing.KEY_BINS:
+                cells[d], before[d] = (b, f), coarse[d][1] + mass_f
+        rows = (ctx.aggregate(sidecars, _Collect(rates, cells), _merge_lists) if cells else None) or {}
 
         cutoffs, manifest_domains = {}, {}
         total_avail = float(sum(n)) or 1.0
@@ -400,23 +433,31 @@ class Mix(BarrierStage):
                 "realized_docs": 0,
                 "output_rows": 0,
             }
-            if d in rates and d in hist:
+            if d in hist:
                 h = hist[d]
-                b, mass = before[d]
                 cut_rows = rows.get(d, [])
-                cut, frac_mass = mixing.choose_cutoff(
-                    b, mass, residual[d], [r[:3] for r in cut_rows], allow_over=not alloc.capped[i]
-                )
-                cutoffs[d] = {"bin": cut.bin, "key": cut.key, "id": cut.id}
+                if d in cells:
+                    cut, frac_mass = mixing.choose_cutoff(
+                        *cells[d], before[d], residual[d], [r[:3] for r in cut_rows], not alloc.capped[i]
+                    )
+                elif d in todo:  # the fine histogram could not split the bin: take all of it
+                    cut = mixing.Cutoff(todo[d] + 1)
+                    frac_mass = coarse[d][1] + float(fine.get(d, {}).get("hist_tok", np.zeros(1)).sum())
+                else:  # nothing needed (b = 0) or every candidate (b = KEY_BINS)
+                    cut, frac_mass = mixing.choose_cutoff(coarse[d][0], None, coarse[d][1], residual[d], [])
+                cutoffs[d] = {"bin": cut.bin, "fine": cut.fine, "key": cut.key, "id": cut.id}
                 sel_rows = int(h["hist_docs"][: cut.bin].sum())
                 sel_new = float(h["hist_new"][: cut.bin].sum())
+                if cut.fine is not None and d in fine:
+                    sel_rows += int(fine[d]["hist_docs"][: cut.fine].sum())
+                    sel_new += float(fine[d]["hist_new"][: cut.fine].sum())
                 if cut.key is not None:
                     picked = [r for r in cut_rows if (r[0], r[1]) <= (cut.key, cut.id)]
                     sel_rows += len(picked)
                     sel_new += sum(1 for r in picked if r[3])
                 entry["realized_tokens"] = int(round(h["whole_tokens"] + frac_mass))
                 entry["output_rows"] = h["whole_rows"] + sel_rows
-                entry["realized_docs"] = h["docs_whole"] + int(sel_new)
+                entry["realized_docs"] = h["docs_whole"] + int(round(sel_new))
             entry["epochs_used"] = entry["realized_tokens"] / tot["tokens"] if tot["tokens"] else 0.0
             manifest_domains[d] = entry
         realized_total = sum(e["realized_tokens"] for e in manifest_domains.values()) or 1
@@ -489,7 +530,7 @@ class Mix(BarrierStage):
             whole, frac = mixing.expected_copies(rate, w[m])
             keys = mixing.order_keys(mixing.doc_uniforms(ids[m], state["seed"], d), frac)
             c = state["cutoffs"][d]
-            sel = mixing.Cutoff(c["bin"], c["key"], c["id"]).selects(mixing.key_bins(keys), keys, ids[m])
+            sel = mixing.Cutoff(c["bin"], c.get("fine"), c["key"], c["id"]).selects(keys, ids[m])
             out[m] = whole + sel.astype(np.int64)
         return out, doms
 
