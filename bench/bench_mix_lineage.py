@@ -1,4 +1,4 @@
-"""Benchmark: `mix` (distributed fit: a scan and three small sidecar passes; then apply) and `explain` lookups (predicate pushdown).
+"""Benchmark: `mix` (distributed fit, then apply) and `explain` lookups (predicate pushdown).
 
 References measured in the same run:
 
