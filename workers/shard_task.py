@@ -233,17 +233,20 @@ class ShardTask:
         if shard.get("input"):
             sh = Shard(**shard)
             inp = InputSpec.model_validate(cfg["inputs"][sh.input])
-            for clean, rej in read_shard(sh, inp, cfg["batch_size"], cfg["max_doc_bytes"]):
-                n_rej = 0 if rej is None else rej.num_rows
-                full = clean if rej is None else None
+            it = read_shard(sh, inp, cfg["batch_size"], cfg["max_doc_bytes"])
+            while True:
+                w0, p0 = time.perf_counter(), time.process_time()
+                try:
+                    clean, rej = next(it)
+                except StopIteration:
+                    break
+                dt, dc = time.perf_counter() - w0, time.process_time() - p0
                 res = MapResult(clean, rej)
                 # The input "node" sees clean + quarantined rows.
-                if full is None:
-                    src = pa.concat_tables([clean, rej.drop_columns([schema.REASON, schema.DETAIL])], promote_options="permissive")
-                else:
-                    src = full
-                record(sh.input, src, res, 0.0, 0.0)
-                del n_rej
+                src = clean if rej is None else pa.concat_tables(
+                    [clean, rej.drop_columns([schema.REASON, schema.DETAIL])], promote_options="permissive"
+                )
+                record(sh.input, src, res, dt, dc)
                 yield clean
         else:
             for t in iter_file_batches(shard["path"], None, cfg["batch_size"]):
