@@ -180,7 +180,7 @@ class Scheduler:
             return None
         run = int(s.get("runs") or 0) + 1
         index_dir = Path(s["index_dir"])
-        has_index = index_dir.is_dir() and any(index_dir.iterdir())
+        has_index = (index_dir / "index.json").is_file()  # written by an earlier run's minhash_dedup
         for node in spec.get("nodes") or []:
             if node.get("stage") == DEDUP_STAGE:
                 params = node.setdefault("params", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -120,6 +121,9 @@ def test_schedule_runs_new_shards_only_missed_runs_fire_once_and_survive_restart
             # a.parquet was rewritten with the same 30 documents plus one: they are duplicates of
             # what run 1 already indexed, so run 2 rejects them against the schedule's index
             assert r2["ledger"]["mh"]["rejected"] >= 25, r2["ledger"]
+            assert r1["ledger"]["mh"]["rejected"] == 0
+            man = json.loads((Path(idx) / "index.json").read_text())
+            assert len(man["versions"]) == 2  # each run appended a version
 
         listing = c.get("/v1/jobs", params={"schedule_id": sid}).json()
         assert [x["run_number"] for x in listing["items"]] == [2, 1]
