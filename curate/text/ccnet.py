@@ -35,8 +35,32 @@ _NON_PRINTING = "".join(map(chr, list(range(0, 32)) + list(range(127, 160))))
 _NON_PRINTING_RE = re.compile(f"[{re.escape(_NON_PRINTING)}]")
 _DELETE_PUNCT_RE = re.compile(f"[{re.escape(''.join(UNICODE_PUNCT) + _NON_PRINTING)}]")
 _DIGIT_RE = re.compile(r"\d")
-# ASCII fast path: lower-cased ASCII text only needs digits -> 0 and control chars deleted.
-_ASCII_TABLE = str.maketrans({**{str(d): "0" for d in range(10)}, **{chr(c): None for c in range(32)}, "\x7f": None})
+
+
+# Fast path (same result as the step-by-step definition): lower-case the whole string,
+# run the Unicode steps (NFD + drop Mn, Unicode digits, punctuation map, C1 controls) only
+# on maximal runs of non-ASCII characters -- NFD and mark reordering never cross an ASCII
+# character -- then map ASCII digits and delete ASCII controls with one bytes.translate.
+_BYTES_TABLE = bytes.maketrans(b"123456789", b"000000000")
+_BYTES_DELETE = bytes(range(32)) + b"\x7f"
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+
+def _fix_non_ascii(m: re.Match[str]) -> str:
+    run = strip_accents(m.group())
+    run = _DIGIT_RE.sub("0", run)
+    return _NON_PRINTING_RE.sub("", run.translate(_PUNCT_TABLE))
+
+
+def normalize_bytes(line: str) -> bytes:
+    """``normalize(line).encode("utf-8")`` with the default options, computed fast."""
+    line = line.strip()
+    if not line:
+        return b""
+    line = line.lower()
+    if not line.isascii():
+        line = _NON_ASCII_RUN.sub(_fix_non_ascii, line)
+    return line.encode("utf-8").translate(_BYTES_TABLE, _BYTES_DELETE)
 
 
 def _mn_regex() -> re.Pattern[str]:
@@ -78,13 +102,13 @@ def normalize(line: str, accent: bool = True, case: bool = True, numbers: bool =
 
     ``punct=1`` maps Unicode punctuation, ``punct=2`` deletes it, ``0`` leaves it.
     """
+    if accent and case and numbers and punct == 1:
+        return normalize_bytes(line).decode("utf-8")
     line = line.strip()
     if not line:
         return line
     if case:
         line = line.lower()
-    if accent and case and numbers and punct == 1 and line.isascii():
-        return line.translate(_ASCII_TABLE)  # identical result, much faster
     if accent:
         line = strip_accents(line)
     if numbers:
