@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 from curate import schema
 from curate.stage import StageError
@@ -31,6 +32,11 @@ LOSS_PREFIX = "bpc_"
 
 META_KEY = b"curate.preselect"
 """Parquet schema-metadata key holding the loss matrix's model list (JSON)."""
+
+
+def derive_seed(seed: int, tag: str) -> int:
+    """A 64-bit seed for one purpose, so different uses of the same seed never correlate."""
+    return xxhash.xxh3_64_intdigest(f"{tag}:{seed}".encode())
 
 
 class LabelError(StageError):
@@ -153,7 +159,7 @@ def label_documents(
     z = len(models) * (len(models) - 1) // 2
     n = table.num_rows
     ids = table.column(schema.ID) if schema.ID in table.column_names else pa.array([str(i) for i in range(n)])
-    tiebreak = id_hashes(ids, seed)
+    tiebreak = id_hashes(ids, derive_seed(seed, "preselect.label"))
     pos = np.flatnonzero(counts == z)
     if len(pos) == 0:
         raise LabelError(

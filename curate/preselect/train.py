@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curate import schema
 from curate.preselect.ftmodel import label_probability, model_digest, prepare_lines
+from curate.preselect.label import derive_seed
 from curate.preselect.metrics import accuracy, roc_auc
 from curate.stage import StageError, write_json_atomic
 from curate.util import id_hashes
@@ -104,7 +105,7 @@ def train_supervised_isolated(kwargs: dict[str, Any], output: Path, workdir: Pat
 
 def split_mask(keys: pa.Array | pa.ChunkedArray, valid_fraction: float, seed: int) -> np.ndarray:
     """True for held-out rows: a seeded hash of each key (a document id or a group name)."""
-    u = (id_hashes(keys, seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    u = (id_hashes(keys, derive_seed(seed, "preselect.split")) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return u < valid_fraction
 
 

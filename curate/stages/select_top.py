@@ -333,7 +333,7 @@ class SelectTop(BarrierStage):
         p = self.params
         mode = p.mode
         by_id = p.ties == "by_id" and mode != "threshold"
-        id_seed = ctx.seed if by_id else None
+        id_seed = xxhash.xxh3_64_intdigest(f"select_top.ties:{ctx.seed}".encode()) if by_id else None
         files = [f for key in self.data_inputs(list(inputs)) for f in inputs[key].files]
         text_column = next((inputs[k].text_column for k in inputs), ctx.text_column)
         scratch = Path(ctx.scratch_dir) / "select_top"
