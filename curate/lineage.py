@@ -22,6 +22,7 @@ from curate.jobdata import JobData
 SOURCE_ID = "source_id"
 _DUP_REASON = re.compile(r"dup", re.I)
 _COPY_SUFFIX = re.compile(r"^(.*)#r(\d+)$")
+_DOC_IN_DETAIL = re.compile(r"\bdocument\s+(\S+?)[,;)]?(?:\s|$)")
 _MAX_STR = 160
 
 
@@ -70,6 +71,22 @@ def _lookup(job: JobData, files: list[str], doc_id: str) -> pa.Table | None:
         return None
     val = _id_value(job, doc_id, files)
     return job.find_rows(files, pc.field(schema.ID) == val, [schema.ID])
+
+
+def _kept_id(row: dict[str, Any]) -> Any:
+    """The id a duplicate was removed in favour of: ``dup_kept`` when it holds an id, else
+    the id named in the detail ("near-duplicate of document X ..." or just "X"), else the
+    cluster id."""
+    kept = row.get(schema.DUP_KEPT)
+    if kept is not None and not isinstance(kept, bool):
+        return kept
+    detail = str(row.get(schema.DETAIL) or "").strip()
+    m = _DOC_IN_DETAIL.search(detail)
+    if m:
+        return m.group(1)
+    if detail and " " not in detail:
+        return detail
+    return row.get(schema.DUP_CLUSTER)
 
 
 def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
@@ -178,11 +195,11 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
     reason = (out["rejected"] or {}).get("reason") or ""
     if any(c in final_row for c in dup_cols) or _DUP_REASON.search(reason):
         is_dup = bool(_DUP_REASON.search(reason))
-        kept_id = final_row.get(schema.DUP_KEPT) or (final_row.get(schema.DETAIL) if is_dup else None)
+        kept_id = _kept_id(final_row) if is_dup else lookup_id
         out["dedup"] = {
             "cluster": final_row.get(schema.DUP_CLUSTER),
             "cluster_size": final_row.get(schema.DUP_CLUSTER_SIZE),
-            "kept_id": kept_id if is_dup else lookup_id,
+            "kept_id": kept_id,
             "removed_as_duplicate": is_dup,
         }
 

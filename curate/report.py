@@ -238,11 +238,13 @@ def _dedup(job: JobData) -> dict[str, Any] | None:
                     )
                     t = t.filter(keep)
                 if schema.DUP_KEPT in t.column_names and schema.ID in t.column_names:
-                    # annotate-only dedup keeps every member: count each cluster at its kept id
-                    kept = pc.cast(t.column(schema.DUP_KEPT), pa.string())
-                    rep = pc.or_kleene(
-                        pc.is_null(kept), pc.equal(kept, pc.cast(t.column(schema.ID), pa.string()))
-                    )
+                    # annotate-only dedup keeps every member: count each cluster once, at the
+                    # member it keeps (dup_kept is a flag, or the kept id)
+                    kept = t.column(schema.DUP_KEPT)
+                    if pa.types.is_boolean(kept.type):
+                        rep = kept
+                    else:
+                        rep = pc.equal(pc.cast(kept, pa.string()), pc.cast(t.column(schema.ID), pa.string()))
                     t = t.filter(pc.fill_null(rep, True))
                 v = pc.drop_null(t.column(col)).to_numpy(zero_copy_only=False).astype(np.int64)
                 sizes.update(Counter(v.tolist()))
@@ -291,15 +293,12 @@ def _mixing(job: JobData) -> dict[str, Any] | None:
         if man:
             return {"node": n, "source": "mix", **man}
     # no mix stage: domain document shares at the inputs vs in the final outputs
-    before: Counter = Counter()
-    for i, spec in (job.spec.get("inputs") or {}).items():
-        before[(spec or {}).get("domain") or i] += (job.nodes.get(i) or {}).get("kept", 0)
-    after: Counter = Counter()
-    for _, f in job.sink_files():
-        for t in job.iter_column_batches(f, [schema.DOMAIN]):
-            if schema.DOMAIN in t.column_names:
-                vc = pc.value_counts(t.column(schema.DOMAIN)).to_pylist()
-                after.update({str(x["values"]): x["counts"] for x in vc})
+    # every input document is in exactly one place: a rejects part or a final output
+    after = _domain_counts(job, [f for _, f in job.sink_files()])
+    before = after + _domain_counts(job, [f for n in job.reject_nodes() for f in job.reject_files(n)])
+    if not before:
+        for i, spec in (job.spec.get("inputs") or {}).items():
+            before[(spec or {}).get("domain") or i] += (job.nodes.get(i) or {}).get("in", 0)
     if len(before) < 2 and len(after) < 2:
         return None
     tb, ta = sum(before.values()) or 1, sum(after.values()) or 1
@@ -317,6 +316,17 @@ def _mixing(job: JobData) -> dict[str, Any] | None:
             for d in doms
         },
     }
+
+
+def _domain_counts(job: JobData, files: list[str]) -> Counter:
+    """Documents per value of the ``domain`` column in ``files`` (streamed; mixing copies skipped)."""
+    out: Counter = Counter()
+    for f in files:
+        for t in job.iter_column_batches(f, [schema.DOMAIN]):
+            if schema.DOMAIN in t.column_names:
+                vc = pc.value_counts(t.column(schema.DOMAIN)).to_pylist()
+                out.update({str(x["values"]): x["counts"] for x in vc})
+    return out
 
 
 def _timings(job: JobData) -> list[dict[str, Any]]:
@@ -554,10 +564,11 @@ def plot_mixing(m: dict[str, Any]) -> str:
     fig = _figure(max(6, 1.2 * len(doms) + 2), 3.4)
     ax = fig.add_subplot(111)
     x = np.arange(len(doms))
-    series = [("available_share", "before (available)", "#94a3b8")]
-    if m.get("source") == "mix":
+    mixed = m.get("source") == "mix"
+    series = [("available_share", "before (available)" if mixed else "inputs", "#94a3b8")]
+    if mixed:
         series.append(("target_share", "target", "#f59e0b"))
-    series.append(("realized_share", "after (realized)", "#2563eb"))
+    series.append(("realized_share", "after (realized)" if mixed else "outputs", "#2563eb"))
     w = 0.8 / len(series)
     for k, (key, label, color) in enumerate(series):
         ax.bar(
