@@ -248,11 +248,16 @@ def _count_filled(tab):
 
 
 @nb.njit(cache=True)
-def _tokenize(data, lo, hi, cls, t_start, t_end):
-    """WordPunct token boundaries (byte offsets) of ``data[lo:hi]``; returns the count."""
+def _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2):
+    """WordPunct tokens of ``data[lo:hi]``: byte offsets and two 64-bit hashes of each
+    token's bytes, in one pass. Returns the token count."""
+    P1 = np.uint64(0x100000001B3)
+    P2 = np.uint64(0x9E3779B97F4A7C15)
     nt = 0
     i = lo
     cur = np.uint8(0)
+    a = np.uint64(0)
+    bb = np.uint64(0)
     while i < hi:
         b0 = data[i]
         if b0 < 0x80:
@@ -275,13 +280,24 @@ def _tokenize(data, lo, hi, cls, t_start, t_end):
         if c != cur:
             if cur != 0:
                 t_end[nt - 1] = i
+                t_k1[nt - 1] = _fmix(a)
+                t_k2[nt - 1] = _fmix(bb ^ np.uint64(i - t_start[nt - 1]))
             if c != 0:
                 t_start[nt] = i
                 nt += 1
+                a = np.uint64(0xCBF29CE484222325)
+                bb = np.uint64(0x84222325CBF29CE4)
             cur = c
+        if c != 0:
+            for j in range(i, i + ln):
+                x = np.uint64(data[j])
+                a = (a ^ x) * P1
+                bb = (bb + x + np.uint64(1)) * P2
         i += ln
     if cur != 0:
         t_end[nt - 1] = hi
+        t_k1[nt - 1] = _fmix(a)
+        t_k2[nt - 1] = _fmix(bb ^ np.uint64(hi - t_start[nt - 1]))
     return nt
 
 
@@ -308,28 +324,17 @@ def _featurize_kernel(
     t_k1 = np.empty(maxlen, dtype=np.uint64)
     t_k2 = np.empty(maxlen, dtype=np.uint64)
     scratch = np.empty(4096, dtype=np.uint8)
-    P1 = np.uint64(0x100000001B3)
-    P2 = np.uint64(0x9E3779B97F4A7C15)
     for d in range(n_docs):
         lo = offsets[d]
         hi = offsets[d + 1]
-        nt = _tokenize(data, lo, hi, cls, t_start, t_end)
+        nt = _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2)
         ntok[d] = nt
         do_count = count_mask[d]
         acc = 0.0
         # ---- unigrams ------------------------------------------------------------------
         for t in range(nt):
-            a = np.uint64(0xCBF29CE484222325)
-            bb = np.uint64(0x84222325CBF29CE4)
-            for j in range(t_start[t], t_end[t]):
-                x = np.uint64(data[j])
-                a = (a ^ x) * P1
-                bb = (bb + x + np.uint64(1)) * P2
-            bb ^= np.uint64(t_end[t] - t_start[t])
-            k1 = _fmix(a)
-            k2 = _fmix(bb)
-            t_k1[t] = k1
-            t_k2[t] = k2
+            k1 = t_k1[t]
+            k2 = t_k2[t]
             v, slot = _probe(tab1, k1, k2)
             if v < 0:
                 ln = t_end[t] - t_start[t]
@@ -412,7 +417,9 @@ def _lowered_utf8(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> t
         texts = texts.cast(texts.type.value_type)
     # take() gives fresh buffers with zero-based offsets (compute kernels on sliced inputs
     # may return offsets that are not relative to the returned data buffer).
-    texts = texts.cast(pa.large_string()).fill_null("").take(pa.array(np.arange(len(texts), dtype=np.int64)))
+    texts = texts.cast(pa.large_string()).fill_null("")
+    if texts.offset != 0 or (len(texts) and np.frombuffer(texts.buffers()[1], dtype=np.int64)[0] != 0):
+        texts = texts.take(pa.array(np.arange(len(texts), dtype=np.int64)))
     lowered = pc.ascii_lower(texts)
     is_ascii = pc.string_is_ascii(texts)
     if not pc.all(is_ascii).as_py():
