@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.preselect import FastTextTrainConfig, train_classifier  # noqa: E402
-from curate.stages.fasttext_score import FastTextScore  # noqa: E402
-from curate.testing import textgen as tg  # noqa: E402
+from curate.preselect import FastTextTrainConfig, train_classifier
+from curate.stages.fasttext_score import FastTextScore
+from curate.testing import textgen as tg
 
 
 def _texts(args: argparse.Namespace) -> list[str]:
@@ -44,7 +44,9 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=20000)
     ap.add_argument("--model", type=str, default=None)
     ap.add_argument("--data", type=str, default=None)
-    ap.add_argument("--batch", type=int, default=4096, help="rows per stage batch (as an executor would pass)")
+    ap.add_argument(
+        "--batch", type=int, default=4096, help="rows per stage batch (as an executor would pass)"
+    )
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 

@@ -26,10 +26,12 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.preselect import FastTextTrainConfig, roc_auc, train_classifier  # noqa: E402
-from curate.stages.fasttext_score import FastTextScore  # noqa: E402
+from curate.preselect import FastTextTrainConfig, roc_auc, train_classifier
+from curate.stages.fasttext_score import FastTextScore
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "quality-dev" / "quality_train.parquet"
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "quality-dev" / "quality_train.parquet"
+)
 
 
 def _fallback() -> pa.Table:
@@ -63,7 +65,9 @@ def main() -> None:
     else:
         table = _fallback()
         origin = "curate.testing.textgen (fallback: --data not found)"
-    cfg = FastTextTrainConfig(epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim, bucket=args.bucket)
+    cfg = FastTextTrainConfig(
+        epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim, bucket=args.bucket
+    )
     sources = sorted(set(table.column("source").to_pylist()))
     fold_of = {s: i % args.folds for i, s in enumerate(sources)}
     src = np.array(table.column("source").to_pylist())
@@ -71,7 +75,9 @@ def main() -> None:
     cats = np.array(table.column("category").to_pylist())
     scores = np.full(table.num_rows, np.nan)
     t0 = time.time()
-    print(f"data: {origin}: {table.num_rows} docs, {len(sources)} sources, {args.folds} source folds; {cfg.model_dump()}")
+    print(
+        f"data: {origin}: {table.num_rows} docs, {len(sources)} sources, {args.folds} source folds; {cfg.model_dump()}"
+    )
     with tempfile.TemporaryDirectory() as td:
         for k in range(args.folds):
             held = np.array([fold_of[s] == k for s in src])
@@ -81,13 +87,17 @@ def main() -> None:
             scores[held] = stage(table.filter(pa.array(held))).kept.column("quality").to_numpy()
             auc = roc_auc(y[held], scores[held])
             names = sorted(s for s in sources if fold_of[s] == k)
-            print(f"  fold {k}: held-out sources {names}: {held.sum()} docs, ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}")
+            print(
+                f"  fold {k}: held-out sources {names}: {held.sum()} docs, ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}"
+            )
     pooled = roc_auc(y, scores)
     print("mean score by category (held out):")
     for c in sorted(set(cats)):
         m = cats == c
         print(f"  {c:<18} label {int(y[m][0])}  n={m.sum():5d}  mean {scores[m].mean():.3f}")
-    print(f"pooled held-out-source ROC-AUC: {pooled:.4f}  (accuracy@0.5 {((scores >= 0.5) == (y == 1)).mean():.4f}, {time.time() - t0:.1f} s)")
+    print(
+        f"pooled held-out-source ROC-AUC: {pooled:.4f}  (accuracy@0.5 {((scores >= 0.5) == (y == 1)).mean():.4f}, {time.time() - t0:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

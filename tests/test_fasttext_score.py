@@ -11,8 +11,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from curate.preselect import FastTextTrainConfig, train_classifier
-from curate.preselect import ftmodel
+from curate.preselect import FastTextTrainConfig, ftmodel, train_classifier
 from curate.stage import StageError
 from curate.stages.fasttext_score import FastTextScore
 from curate.testing import textgen as tg
@@ -75,7 +74,9 @@ def test_newline_replacement_and_empty_text_score(model_path):
     st = FastTextScore(model_path=str(model_path), newline_replacement="").bind("ft", 1)
     got = np.array(st(_batch()).kept.column("quality").to_pylist())
     np.testing.assert_array_equal(got, _raw(model, TEXTS, repl=""))
-    assert got[1] != FastTextScore(model_path=str(model_path)).bind("x", 1)(_batch()).kept["quality"][1].as_py()
+    assert (
+        got[1] != FastTextScore(model_path=str(model_path)).bind("x", 1)(_batch()).kept["quality"][1].as_py()
+    )
     # empty, whitespace-only and null text all get the model's empty-line score
     empty = _raw(model, [""])[0]
     assert got[2] == got[3] == got[4] == empty
@@ -107,10 +108,15 @@ def test_model_loads_once_and_stats_record_digest(model_path, monkeypatch):
     assert len(calls) == 1
     rs = st.run_stats()
     assert rs["model_sha256"] == hashlib.sha256(model_path.read_bytes()).hexdigest()
-    assert rs["model_labels"] == ["__label__1", "__label__0"] or sorted(rs["model_labels"]) == ["__label__0", "__label__1"]
+    assert rs["model_labels"] == ["__label__1", "__label__0"] or sorted(rs["model_labels"]) == [
+        "__label__0",
+        "__label__1",
+    ]
     # a fresh (driver-side) instance reports the digest and labels without loading the model
     fresh = FastTextScore(model_path=str(model_path)).run_stats()
-    assert fresh["model_sha256"] == rs["model_sha256"] and sorted(fresh["model_labels"]) == sorted(rs["model_labels"])
+    assert fresh["model_sha256"] == rs["model_sha256"] and sorted(fresh["model_labels"]) == sorted(
+        rs["model_labels"]
+    )
     assert len(calls) == 1
 
 
@@ -145,7 +151,9 @@ def test_quantized_model_passes_checks(model_path, tmp_path):
     info = ftmodel.check_model_file(q)
     assert info.quantized
     out = FastTextScore(model_path=str(q)).bind("ft", 1)(_batch()).kept
-    np.testing.assert_array_equal(np.array(out["quality"].to_pylist()), _raw(fasttext.load_model(str(q)), TEXTS))
+    np.testing.assert_array_equal(
+        np.array(out["quality"].to_pylist()), _raw(fasttext.load_model(str(q)), TEXTS)
+    )
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -184,7 +192,9 @@ def test_unsupervised_model_is_rejected(tmp_path):
 
 
 def test_unknown_label_lists_the_models_labels(model_path):
-    with pytest.raises(StageError, match=r"label '__label__hq' is not in fastText model .*m\.bin.*__label__0"):
+    with pytest.raises(
+        StageError, match=r"label '__label__hq' is not in fastText model .*m\.bin.*__label__0"
+    ):
         FastTextScore(model_path=str(model_path), label="__label__hq")(_batch())
 
 

@@ -24,7 +24,9 @@ def labeled() -> pa.Table:
     n = 600
     pos = tg.prose_paragraphs(n, 21)
     neg = tg.boilerplate(n // 3, 22) + tg.spam(n // 3, 23) + tg.shuffled(n - 2 * (n // 3), 24)
-    kinds = ["prose"] * n + ["boilerplate"] * (n // 3) + ["spam"] * (n // 3) + ["shuffled"] * (n - 2 * (n // 3))
+    kinds = (
+        ["prose"] * n + ["boilerplate"] * (n // 3) + ["spam"] * (n // 3) + ["shuffled"] * (n - 2 * (n // 3))
+    )
     return pa.table(
         {
             "id": [f"doc{i}" for i in range(2 * n)],
@@ -76,7 +78,11 @@ def test_training_is_deterministic_and_paper_defaults(labeled, tmp_path):
 
 def test_group_split_holds_out_whole_sources(labeled, tmp_path):
     rep = train_classifier(
-        labeled, tmp_path / "g.bin", config=FastTextTrainConfig(bucket=10_000, dim=16), group_column="src", valid_fraction=0.3
+        labeled,
+        tmp_path / "g.bin",
+        config=FastTextTrainConfig(bucket=10_000, dim=16),
+        group_column="src",
+        valid_fraction=0.3,
     )
     sp = rep["split"]
     assert sp["by"] == "src" and sp["valid_groups"] and sp["train_groups"]
@@ -86,7 +92,13 @@ def test_group_split_holds_out_whole_sources(labeled, tmp_path):
     assert rep["valid"]["docs"] == n_valid
     # holding out every positive source leaves a single class to train on: a clear error
     with pytest.raises(StageError, match="training split has classes"):
-        train_classifier(labeled, tmp_path / "x.bin", group_column="kind", valid_fraction=0.5, split_seed=_seed_holding_out_prose(labeled))
+        train_classifier(
+            labeled,
+            tmp_path / "x.bin",
+            group_column="kind",
+            valid_fraction=0.5,
+            split_seed=_seed_holding_out_prose(labeled),
+        )
 
 
 def _seed_holding_out_prose(labeled) -> int:
@@ -100,7 +112,9 @@ def _seed_holding_out_prose(labeled) -> int:
 
 def test_bad_training_data(tmp_path, labeled):
     with pytest.raises(StageError, match="single class"):
-        train_classifier(labeled.filter(pa.array([v == 1 for v in labeled["label"].to_pylist()])), tmp_path / "x.bin")
+        train_classifier(
+            labeled.filter(pa.array([v == 1 for v in labeled["label"].to_pylist()])), tmp_path / "x.bin"
+        )
     with pytest.raises(StageError, match="column 'lbl' not found"):
         train_classifier(labeled, tmp_path / "x.bin", label_column="lbl")
     with pytest.raises(StageError, match="positive label '__label__yes' does not occur"):
@@ -130,14 +144,21 @@ def test_string_labels_and_cli(tmp_path, labeled):
     assert "ROC-AUC" in r.output
     out = FastTextScore(model_path=str(tmp_path / "m.bin"), label="hq").bind("ft", 0)(t.slice(0, 5)).kept
     assert out.num_rows == 5
-    bad = runner.invoke(app, ["fasttext", "train", str(tmp_path / "labeled.parquet"), "--out", str(tmp_path / "n.bin")])
+    bad = runner.invoke(
+        app, ["fasttext", "train", str(tmp_path / "labeled.parquet"), "--out", str(tmp_path / "n.bin")]
+    )
     assert bad.exit_code == 2 and "positive label '__label__1' does not occur" in bad.output
-    bad = runner.invoke(app, ["fasttext", "train", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "n.bin")])
+    bad = runner.invoke(
+        app, ["fasttext", "train", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "n.bin")]
+    )
     assert bad.exit_code != 0
 
 
 def test_report_path_option(tmp_path, labeled):
     rep = train_classifier(
-        labeled, tmp_path / "m.bin", config=FastTextTrainConfig(bucket=5_000, dim=8), report_path=tmp_path / "r" / "rep.json"
+        labeled,
+        tmp_path / "m.bin",
+        config=FastTextTrainConfig(bucket=5_000, dim=8),
+        report_path=tmp_path / "r" / "rep.json",
     )
     assert Path(rep["report_path"]).is_file() and not (tmp_path / "m.bin.report.json").exists()

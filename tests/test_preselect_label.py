@@ -56,7 +56,10 @@ def test_model_order_does_not_matter():
     c2, _ = predictive_strength(losses[:, perm], bench[perm])
     np.testing.assert_array_equal(c1, c2)
     # same as the explicit double loop over all ordered pairs
-    brute = [sum(1 for i in range(6) for j in range(6) if bench[i] < bench[j] and row[i] > row[j]) for row in losses]
+    brute = [
+        sum(1 for i in range(6) for j in range(6) if bench[i] < bench[j] and row[i] > row[j])
+        for row in losses
+    ]
     np.testing.assert_array_equal(c1, brute)
     assert predictive_strength_counts(losses[:, np.argsort(bench)]).tolist() == brute
 

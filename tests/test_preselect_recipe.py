@@ -49,8 +49,19 @@ def recipe(tmp_path_factory) -> dict:
         return r
 
     models = [a for n in SIZES for a in ("--model", f"{n}={d / f'{n}.arpa'}")]
-    cli("preselect", "losses", str(d / "corpus" / "*.parquet"), *models, "--out", d / "losses.parquet", "--keep-column", "kind")
-    cli("preselect", "label", d / "losses.parquet", "--bench", d / "bench.json", "--out", d / "labels.parquet")
+    cli(
+        "preselect",
+        "losses",
+        str(d / "corpus" / "*.parquet"),
+        *models,
+        "--out",
+        d / "losses.parquet",
+        "--keep-column",
+        "kind",
+    )
+    cli(
+        "preselect", "label", d / "losses.parquet", "--bench", d / "bench.json", "--out", d / "labels.parquet"
+    )
     cli(
         "preselect", "train", d / "labels.parquet", "--out", d / "preselect.bin",
         "--bucket", "20000", "--epoch", "10", "--lr", "0.5", "--valid-fraction", "0.2",
@@ -108,7 +119,12 @@ def _spec(d: Path, out: str) -> dict:
         "settings": {"batch_size": 64, "rows_per_shard": 100},
         "inputs": {"web": {"path": str(d / "corpus" / "*.parquet")}},
         "nodes": [
-            {"id": "score", "stage": "fasttext_score", "inputs": ["web"], "params": {"model_path": str(d / "preselect.bin")}},
+            {
+                "id": "score",
+                "stage": "fasttext_score",
+                "inputs": ["web"],
+                "params": {"model_path": str(d / "preselect.bin")},
+            },
             {"id": "top", "stage": "select_top", "inputs": ["score"], "params": {"fraction_chars": 0.1}},
         ],
         "outputs": {"kept": {"node": "top", "path": out}},
@@ -156,19 +172,93 @@ def test_scoring_and_top10_pipeline_ray_matches_local(recipe, tmp_path, ray_loca
 def test_cli_bad_inputs(recipe, tmp_path):
     d, runner = recipe["dir"], recipe["runner"]
     (tmp_path / "b.json").write_text(json.dumps({"small": 1, "medium": 2}))
-    r = runner.invoke(app, ["preselect", "label", str(d / "losses.parquet"), "--bench", str(tmp_path / "b.json"), "-o", str(tmp_path / "x.parquet")])
+    r = runner.invoke(
+        app,
+        [
+            "preselect",
+            "label",
+            str(d / "losses.parquet"),
+            "--bench",
+            str(tmp_path / "b.json"),
+            "-o",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
     assert r.exit_code == 2 and "no benchmark score for models ['large']" in " ".join(r.output.split())
     (tmp_path / "nan.json").write_text('{"small": 1, "medium": 2, "large": "high"}')
-    r = runner.invoke(app, ["preselect", "label", str(d / "losses.parquet"), "--bench", str(tmp_path / "nan.json"), "-o", str(tmp_path / "x.parquet")])
-    assert r.exit_code == 2 and "benchmark score of model 'large' is not a finite number" in " ".join(r.output.split())
-    r = runner.invoke(app, ["preselect", "label", str(d / "losses.parquet"), "--bench", str(tmp_path / "none.json"), "-o", str(tmp_path / "x.parquet")])
+    r = runner.invoke(
+        app,
+        [
+            "preselect",
+            "label",
+            str(d / "losses.parquet"),
+            "--bench",
+            str(tmp_path / "nan.json"),
+            "-o",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
+    assert r.exit_code == 2 and "benchmark score of model 'large' is not a finite number" in " ".join(
+        r.output.split()
+    )
+    r = runner.invoke(
+        app,
+        [
+            "preselect",
+            "label",
+            str(d / "losses.parquet"),
+            "--bench",
+            str(tmp_path / "none.json"),
+            "-o",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
     assert r.exit_code == 2 and "benchmark scores file not found" in " ".join(r.output.split())
-    r = runner.invoke(app, ["preselect", "losses", str(d / "corpus"), "-m", f"a={d / 'small.arpa'}", "-m", f"b={tmp_path / 'gone.arpa'}", "-o", str(tmp_path / "l.parquet")])
+    r = runner.invoke(
+        app,
+        [
+            "preselect",
+            "losses",
+            str(d / "corpus"),
+            "-m",
+            f"a={d / 'small.arpa'}",
+            "-m",
+            f"b={tmp_path / 'gone.arpa'}",
+            "-o",
+            str(tmp_path / "l.parquet"),
+        ],
+    )
     assert r.exit_code == 2 and "gone.arpa" in " ".join(r.output.split())
     (tmp_path / "corrupt.arpa").write_text("\\data\\\nngram 1=zz\n")
-    r = runner.invoke(app, ["preselect", "losses", str(d / "corpus"), "-m", f"a={d / 'small.arpa'}", "-m", f"b={tmp_path / 'corrupt.arpa'}", "-o", str(tmp_path / "l.parquet")])
+    r = runner.invoke(
+        app,
+        [
+            "preselect",
+            "losses",
+            str(d / "corpus"),
+            "-m",
+            f"a={d / 'small.arpa'}",
+            "-m",
+            f"b={tmp_path / 'corrupt.arpa'}",
+            "-o",
+            str(tmp_path / "l.parquet"),
+        ],
+    )
     assert r.exit_code == 2 and "corrupt.arpa" in " ".join(r.output.split())
-    r = runner.invoke(app, ["preselect", "losses", str(tmp_path / "nothing.parquet"), "-m", f"a={d / 'small.arpa'}", "-m", f"b={d / 'large.arpa'}", "-o", str(tmp_path / "l.parquet")])
+    r = runner.invoke(
+        app,
+        [
+            "preselect",
+            "losses",
+            str(tmp_path / "nothing.parquet"),
+            "-m",
+            f"a={d / 'small.arpa'}",
+            "-m",
+            f"b={d / 'large.arpa'}",
+            "-o",
+            str(tmp_path / "l.parquet"),
+        ],
+    )
     assert r.exit_code == 2 and "nothing.parquet" in " ".join(r.output.split())
 
 
@@ -180,7 +270,12 @@ def test_losses_api_errors(recipe, tmp_path):
     with pytest.raises(StageError, match="unique"):
         compute_losses([str(d / "corpus")], [small, small], tmp_path / "x.parquet")
     with pytest.raises(StageError, match="text column 'body' not found"):
-        compute_losses([str(d / "corpus")], [small, ModelSpec.parse(f"l={d / 'large.arpa'}").load()], tmp_path / "x.parquet", text_column="body")
+        compute_losses(
+            [str(d / "corpus")],
+            [small, ModelSpec.parse(f"l={d / 'large.arpa'}").load()],
+            tmp_path / "x.parquet",
+            text_column="body",
+        )
     with pytest.raises(StageError, match="NAME=PATH"):
         ModelSpec.parse("just-a-path.arpa")
 

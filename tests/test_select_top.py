@@ -30,7 +30,9 @@ def _write(tmp: Path, table: pa.Table, n_files: int) -> ShardSet:
 
 def _fit_apply(tmp: Path, table: pa.Table, n_files: int = 2, **params):
     stage = SelectTop(**params).bind("top", 7)
-    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp / "state", scratch_dir=tmp / "scratch", seed=7, node_id="top")
+    ctx = FitContext(
+        runner=LocalTaskRunner(), state_dir=tmp / "state", scratch_dir=tmp / "scratch", seed=7, node_id="top"
+    )
     state = stage.fit({"up": _write(tmp / "in", table, n_files)}, ctx)
     res = stage.apply(table, state)
     return state, res, ctx
@@ -135,7 +137,10 @@ def test_ties_by_id_cut_exactly_and_deterministically(tmp_path):
     assert "tie cut by id" in res.rejected.column("detail")[0].as_py()
     # same result with another sharding and batching
     _, res2, _ = _fit_apply(tmp_path / "y", t, n_files=5, budget_docs=7, ties="by_id")
-    parts = [st.SelectTop(budget_docs=7, ties="by_id").bind("top", 7).apply(t.slice(i, 10), state) for i in range(0, n, 10)]
+    parts = [
+        st.SelectTop(budget_docs=7, ties="by_id").bind("top", 7).apply(t.slice(i, 10), state)
+        for i in range(0, n, 10)
+    ]
     assert sorted(res2.kept.column("id").to_pylist()) == expect
     assert sorted(x for p in parts for x in p.kept.column("id").to_pylist()) == expect
     # ties=keep keeps the whole tie group
@@ -188,10 +193,14 @@ def test_distributed_radix_select_matches_brute_force(tmp_path, monkeypatch, col
         if trial % 3 == 0:
             scores = rng.integers(-3, 3, size=n).astype(float)  # heavy ties, negatives, zeros
         lens = rng.integers(0, 60, size=n)
-        t = pa.table({"id": [f"i{j}" for j in range(n)], "text": ["a" * int(x) for x in lens], "quality": scores})
+        t = pa.table(
+            {"id": [f"i{j}" for j in range(n)], "text": ["a" * int(x) for x in lens], "quality": scores}
+        )
         keep = ["highest", "lowest"][trial % 2]
         frac = float(rng.uniform(0.01, 1.0))
-        state, res, _ = _fit_apply(tmp_path / f"t{trial}", t, n_files=int(rng.integers(1, 5)), fraction_chars=frac, keep=keep)
+        state, res, _ = _fit_apply(
+            tmp_path / f"t{trial}", t, n_files=int(rng.integers(1, 5)), fraction_chars=frac, keep=keep
+        )
         if lens.sum() == 0:
             continue
         exp = _brute(scores, lens, frac, keep)
@@ -200,7 +209,9 @@ def test_distributed_radix_select_matches_brute_force(tmp_path, monkeypatch, col
         assert res.kept.num_rows == int(kept.sum()) == state["stats"]["kept_docs"]
         # exact budgets with id tie-breaking
         k = int(rng.integers(1, n + 1))
-        state, res, _ = _fit_apply(tmp_path / f"b{trial}", t, n_files=3, budget_docs=k, keep=keep, ties="by_id")
+        state, res, _ = _fit_apply(
+            tmp_path / f"b{trial}", t, n_files=3, budget_docs=k, keep=keep, ties="by_id"
+        )
         assert res.kept.num_rows == k == state["stats"]["kept_docs"]
 
 
@@ -250,7 +261,9 @@ def _spec(inp: str, out: str) -> dict:
         "seed": 5,
         "settings": {"batch_size": 2, "rows_per_shard": 2},
         "inputs": {"docs": {"path": inp}},
-        "nodes": [{"id": "top", "stage": "select_top", "inputs": ["docs"], "params": {"fraction_chars": 0.1}}],
+        "nodes": [
+            {"id": "top", "stage": "select_top", "inputs": ["docs"], "params": {"fraction_chars": 0.1}}
+        ],
         "outputs": {"kept": {"node": "top", "path": out}},
     }
 
@@ -270,7 +283,10 @@ def _hand_checked_input(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(rows), 3):
         chunk = rows[i : i + 3]
-        pq.write_table(pa.table({"text": [r[0] for r in chunk], "quality": [r[1] for r in chunk]}), root / f"p{i}.parquet")
+        pq.write_table(
+            pa.table({"text": [r[0] for r in chunk], "quality": [r[1] for r in chunk]}),
+            root / f"p{i}.parquet",
+        )
 
 
 def _check_job(res, out: Path) -> list[tuple[str, float]]:
@@ -278,7 +294,12 @@ def _check_job(res, out: Path) -> list[tuple[str, float]]:
 
     node = res.stats["nodes"]["top"]
     fs = node["fit_stats"]
-    assert fs["threshold"] == 0.9 and fs["kept_docs"] == 4 and fs["kept_chars"] == 140 and fs["pool_chars"] == 1000
+    assert (
+        fs["threshold"] == 0.9
+        and fs["kept_docs"] == 4
+        and fs["kept_chars"] == 140
+        and fs["pool_chars"] == 1000
+    )
     assert node["in"] == 7 and node["kept"] == 4 and node["rejected"] == 3
     assert node["rejects_by_reason"] == {"below_threshold": 3}
     kept = read_output(out)
@@ -289,7 +310,11 @@ def test_select_top_local_executor_hand_checked(tmp_path):
     from workers import run_pipeline
 
     _hand_checked_input(tmp_path / "in")
-    res = run_pipeline(_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out")), executor="local", job_dir=tmp_path / "job")
+    res = run_pipeline(
+        _spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out")),
+        executor="local",
+        job_dir=tmp_path / "job",
+    )
     kept = _check_job(res, tmp_path / "out")
     assert sorted(q for _, q in kept) == [0.9, 0.9, 0.95, 0.99]
     assert sorted(len(t) for t, _ in kept) == [20, 30, 40, 50]
@@ -300,8 +325,16 @@ def test_select_top_same_on_ray_and_local(tmp_path, ray_local):
     from workers import run_pipeline
 
     _hand_checked_input(tmp_path / "in")
-    r1 = run_pipeline(_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out_l")), executor="local", job_dir=tmp_path / "jl")
-    r2 = run_pipeline(_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out_r")), executor="ray", job_dir=tmp_path / "jr")
+    r1 = run_pipeline(
+        _spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out_l")),
+        executor="local",
+        job_dir=tmp_path / "jl",
+    )
+    r2 = run_pipeline(
+        _spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out_r")),
+        executor="ray",
+        job_dir=tmp_path / "jr",
+    )
     assert _check_job(r1, tmp_path / "out_l") == _check_job(r2, tmp_path / "out_r")
     assert r1.stats["nodes"]["top"]["fit_stats"] == r2.stats["nodes"]["top"]["fit_stats"]
     la = {p.name: p.read_bytes() for p in (tmp_path / "out_l").glob("part-*")}

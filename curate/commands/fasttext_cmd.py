@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -53,8 +53,12 @@ def train(
     text_column: str = typer.Option("text", "--text-column", help="Text column"),
     label_column: str = typer.Option("label", "--label-column", help="Label column (int, bool or string)"),
     positive: str = typer.Option("1", "--positive", help="Positive label value (scored as __label__<value>)"),
-    valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Held-out share (of documents, or of groups)"),
-    group_column: Optional[str] = typer.Option(None, "--group-column", help="Hold out whole groups, e.g. source"),
+    valid_fraction: float = typer.Option(
+        0.1, "--valid-fraction", help="Held-out share (of documents, or of groups)"
+    ),
+    group_column: str | None = typer.Option(
+        None, "--group-column", help="Hold out whole groups, e.g. source"
+    ),
     seed: int = typer.Option(0, "--seed", help="Split and shuffle seed"),
     newline_replacement: str = typer.Option(" ", "--newline-replacement", help="What newlines become"),
     epoch: int = typer.Option(3, "--epoch", help="Epochs"),
@@ -63,13 +67,15 @@ def train(
     dim: int = typer.Option(100, "--dim", help="Embedding size"),
     min_count: int = typer.Option(1, "--min-count", help="Minimal word count"),
     bucket: int = typer.Option(2_000_000, "--bucket", help="Hash buckets (smaller = smaller model)"),
-    report: Optional[Path] = typer.Option(None, "--report", help="Report JSON (default <out>.report.json)"),
+    report: Path | None = typer.Option(None, "--report", help="Report JSON (default <out>.report.json)"),
 ) -> None:
     """Train a fastText classifier and write a held-out validation report (ROC-AUC, accuracy)."""
     from curate.preselect import train_classifier
     from curate.stage import StageError
 
-    cfg = train_config(epoch=epoch, lr=lr, word_ngrams=word_ngrams, dim=dim, min_count=min_count, bucket=bucket)
+    cfg = train_config(
+        epoch=epoch, lr=lr, word_ngrams=word_ngrams, dim=dim, min_count=min_count, bucket=bucket
+    )
     try:
         rep = train_classifier(
             data,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -48,14 +47,18 @@ def read_bench(path: Path) -> dict[str, float]:
 
 @app.command("losses")
 def losses(
-    corpus: List[str] = typer.Argument(..., help="Parquet files, directories or globs"),
-    model: List[str] = typer.Option(..., "--model", "-m", help="NAME=PATH (KenLM ARPA/binary) or NAME=hf:PATH; repeat"),
+    corpus: list[str] = typer.Argument(..., help="Parquet files, directories or globs"),
+    model: list[str] = typer.Option(
+        ..., "--model", "-m", help="NAME=PATH (KenLM ARPA/binary) or NAME=hf:PATH; repeat"
+    ),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output loss matrix (Parquet)"),
     text_column: str = typer.Option("text", "--text-column", help="Text column"),
-    keep_column: List[str] = typer.Option([], "--keep-column", help="Extra input columns to carry (e.g. source)"),
+    keep_column: list[str] = typer.Option(
+        [], "--keep-column", help="Extra input columns to carry (e.g. source)"
+    ),
     no_normalize: bool = typer.Option(False, "--no-normalize", help="KenLM: skip CCNet normalization"),
     mode: str = typer.Option("ccnet_faithful", "--mode", help="KenLM: ccnet_faithful | per_line"),
-    sentencepiece: Optional[Path] = typer.Option(None, "--sentencepiece", help="KenLM: SentencePiece model"),
+    sentencepiece: Path | None = typer.Option(None, "--sentencepiece", help="KenLM: SentencePiece model"),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Documents per batch"),
 ) -> None:
     """Per-document bits per character under each model (the loss matrix)."""
@@ -68,7 +71,9 @@ def losses(
     try:
         corpus_files(corpus)  # fail on a bad corpus path before loading any model
         specs = [ModelSpec.parse(m) for m in model]
-        models = [s.load(not no_normalize, mode, str(sentencepiece) if sentencepiece else None) for s in specs]
+        models = [
+            s.load(not no_normalize, mode, str(sentencepiece) if sentencepiece else None) for s in specs
+        ]
         summary = compute_losses(corpus, models, out_path, text_column, batch_size, keep_column)
     except StageError as e:
         fail(str(e))
@@ -81,10 +86,16 @@ def losses(
 @app.command("label")
 def label(
     losses_path: Path = typer.Argument(..., help="Loss matrix from `curate preselect losses`"),
-    bench: Path = typer.Option(..., "--bench", "-b", help='JSON {"model": benchmark score} (higher = better)'),
+    bench: Path = typer.Option(
+        ..., "--bench", "-b", help='JSON {"model": benchmark score} (higher = better)'
+    ),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output labeled Parquet"),
-    negatives: str = typer.Option("lowest", "--negatives", help="lowest (lowest scores first) | hard (best imperfect first)"),
-    max_positives: Optional[int] = typer.Option(None, "--max-positives", min=1, help="Cap positives (seeded sample)"),
+    negatives: str = typer.Option(
+        "lowest", "--negatives", help="lowest (lowest scores first) | hard (best imperfect first)"
+    ),
+    max_positives: int | None = typer.Option(
+        None, "--max-positives", min=1, help="Cap positives (seeded sample)"
+    ),
     seed: int = typer.Option(0, "--seed", help="Tie-break / sampling seed"),
 ) -> None:
     """Predictive strength per document, then balanced positives (PS = 1) and negatives."""
@@ -118,21 +129,27 @@ def train(
     labels: str = typer.Argument(..., help="Labeled Parquet from `curate preselect label`"),
     out_model: Path = typer.Option(..., "--out", "-o", help="Output fastText model (.bin)"),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Held-out share"),
-    group_column: Optional[str] = typer.Option(None, "--group-column", help="Hold out whole groups (e.g. source)"),
+    group_column: str | None = typer.Option(
+        None, "--group-column", help="Hold out whole groups (e.g. source)"
+    ),
     seed: int = typer.Option(0, "--seed", help="Split and shuffle seed"),
     epoch: int = typer.Option(3, "--epoch", help="Epochs (PreSelect: 3)"),
     lr: float = typer.Option(0.1, "--lr", help="Learning rate (PreSelect: 0.1)"),
     word_ngrams: int = typer.Option(2, "--word-ngrams", help="Word n-grams (PreSelect: 2)"),
     dim: int = typer.Option(100, "--dim", help="Embedding size (100)"),
     min_count: int = typer.Option(1, "--min-count", help="Minimal word count (1)"),
-    bucket: int = typer.Option(2_000_000, "--bucket", help="Hash buckets (2,000,000; smaller = smaller model)"),
-    report: Optional[Path] = typer.Option(None, "--report", help="Report JSON (default <out>.report.json)"),
+    bucket: int = typer.Option(
+        2_000_000, "--bucket", help="Hash buckets (2,000,000; smaller = smaller model)"
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Report JSON (default <out>.report.json)"),
 ) -> None:
     """Train the PreSelect fastText scorer (__label__1 = high predictive strength)."""
     from curate.preselect import train_classifier
     from curate.stage import StageError
 
-    cfg = train_config(epoch=epoch, lr=lr, word_ngrams=word_ngrams, dim=dim, min_count=min_count, bucket=bucket)
+    cfg = train_config(
+        epoch=epoch, lr=lr, word_ngrams=word_ngrams, dim=dim, min_count=min_count, bucket=bucket
+    )
     try:
         rep = train_classifier(
             labels,

@@ -12,7 +12,8 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    spec = json.loads(open(argv[1], encoding="utf-8").read())
+    with open(argv[1], encoding="utf-8") as fh:
+        spec = json.load(fh)
     import fasttext
 
     try:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -29,7 +30,9 @@ from curate.util import file_digest
 
 FASTTEXT_MAGIC = 793712314
 FASTTEXT_MAX_VERSION = 12
-_ARGS = struct.Struct("<12id")  # dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate t
+_ARGS = struct.Struct(
+    "<12id"
+)  # dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate t
 _MODEL_NAMES = {1: "cbow", 2: "skipgram", 3: "supervised"}
 
 
@@ -51,8 +54,7 @@ def resolve_model_path(path: str, cache_dir: str | Path | None = None) -> Path:
     equals the remote size (or the remote size cannot be read). Downloads go through a
     temporary file and a rename, so concurrent workers never read a partial file.
     """
-    if path.startswith("file://"):
-        path = path[len("file://"):]
+    path = path.removeprefix("file://")
     if not is_remote(path):
         p = Path(path).expanduser()
         if not p.is_file():
@@ -81,7 +83,7 @@ def resolve_model_path(path: str, cache_dir: str | Path | None = None) -> Path:
         os.replace(tmp, local)
     except StageError:
         raise
-    except Exception as e:  # noqa: BLE001 - any fsspec/network error becomes a clear message
+    except Exception as e:
         raise StageError(f"cannot fetch fastText model {path}: {type(e).__name__}: {e}") from e
     return local
 
@@ -137,7 +139,9 @@ def check_model_file(path: str | Path) -> ModelInfo:
             raise StageError(f"{bad}: truncated after the dictionary")
         quant_in = mm[pos] != 0
         pos += 1
-        info = ModelInfo(version, _MODEL_NAMES[model], dim, bucket, word_ngrams, nwords, nlabels, quant_in, tuple(labels))
+        info = ModelInfo(
+            version, _MODEL_NAMES[model], dim, bucket, word_ngrams, nwords, nlabels, quant_in, tuple(labels)
+        )
         if quant_in:  # product-quantized (.ftz): layout is not size-checked further
             return info
         for which in ("input", "output"):

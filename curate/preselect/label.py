@@ -65,7 +65,9 @@ def predictive_strength(losses: np.ndarray, bench: np.ndarray | list[float]) -> 
     b = np.asarray(bench, dtype=np.float64)
     losses = np.asarray(losses, dtype=np.float64)
     if losses.ndim != 2 or losses.shape[1] != len(b):
-        raise LabelError(f"loss matrix has {losses.shape[-1] if losses.ndim else 0} models but {len(b)} benchmark scores")
+        raise LabelError(
+            f"loss matrix has {losses.shape[-1] if losses.ndim else 0} models but {len(b)} benchmark scores"
+        )
     if len(b) < 2:
         raise LabelError("predictive strength needs at least 2 models")
     if not np.all(np.isfinite(b)):
@@ -88,7 +90,7 @@ class LabelResult:
 
 def loss_columns(table: pa.Table, prefix: str = LOSS_PREFIX) -> dict[str, str]:
     """``{model name: column}`` for every loss column of a loss matrix."""
-    return {c[len(prefix):]: c for c in table.column_names if c.startswith(prefix)}
+    return {c[len(prefix) :]: c for c in table.column_names if c.startswith(prefix)}
 
 
 def check_loss_matrix(table: pa.Table, bench: dict[str, float], prefix: str = LOSS_PREFIX) -> list[str]:
@@ -100,7 +102,9 @@ def check_loss_matrix(table: pa.Table, bench: dict[str, float], prefix: str = LO
         declared = [m["name"] for m in json.loads(meta).get("models", [])]
         absent = [m for m in declared if m not in cols]
         if absent:
-            raise LabelError(f"loss matrix is missing the loss columns of models {absent} (declared in its metadata)")
+            raise LabelError(
+                f"loss matrix is missing the loss columns of models {absent} (declared in its metadata)"
+            )
     if len(cols) < 2:
         raise LabelError(
             f"loss matrix has {len(cols)} loss column(s) ({list(cols.values())}); need '{prefix}<model>' columns "
@@ -115,7 +119,9 @@ def check_loss_matrix(table: pa.Table, bench: dict[str, float], prefix: str = LO
         if extra:
             parts.append(f"benchmark scores for models not in the loss matrix {extra}")
         raise LabelError(
-            "benchmark scores do not match the loss columns: " + "; ".join(parts) + f" (loss matrix models: {sorted(cols)})"
+            "benchmark scores do not match the loss columns: "
+            + "; ".join(parts)
+            + f" (loss matrix models: {sorted(cols)})"
         )
     for name, v in bench.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
@@ -154,7 +160,9 @@ def label_documents(
         raise LabelError(f"negatives must be 'lowest' or 'hard', got {negatives!r}")
     models = check_loss_matrix(table, bench, prefix)
     cols = loss_columns(table, prefix)
-    mat = np.column_stack([pc.cast(table.column(cols[m]), pa.float64()).to_numpy(zero_copy_only=False) for m in models])
+    mat = np.column_stack(
+        [pc.cast(table.column(cols[m]), pa.float64()).to_numpy(zero_copy_only=False) for m in models]
+    )
     counts, ps = predictive_strength(mat, [bench[m] for m in models])
     z = len(models) * (len(models) - 1) // 2
     n = table.num_rows
@@ -173,7 +181,9 @@ def label_documents(
     primary = counts[imperfect] if negatives == "lowest" else -counts[imperfect]
     neg = imperfect[np.lexsort((tiebreak[imperfect], primary))][: len(pos)]
     if len(neg) < len(pos):
-        warnings.append(f"only {len(neg)} imperfect documents for {len(pos)} positives: classes are unbalanced")
+        warnings.append(
+            f"only {len(neg)} imperfect documents for {len(pos)} positives: classes are unbalanced"
+        )
     chosen = np.sort(np.concatenate([pos, neg]))
     label = np.zeros(n, dtype=np.int64)
     label[pos] = 1
@@ -187,8 +197,8 @@ def label_documents(
         "models_by_benchmark": [m for _, m in sorted((bench[m], m) for m in models)],
         "pairs": z,
         "negatives": negatives,
-        "positives": int(len(pos)),
-        "negatives_chosen": int(len(neg)),
+        "positives": len(pos),
+        "negatives_chosen": len(neg),
         "score_histogram": {str(k): int(v) for k, v in enumerate(hist)},
         "negative_score_range": [int(counts[neg].min()), int(counts[neg].max())] if len(neg) else None,
         "warnings": warnings,

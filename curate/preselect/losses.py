@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -112,8 +113,12 @@ class HFCausalLoss:
             ) from e
         try:
             self.tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.lm = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
-        except Exception as e:  # noqa: BLE001
+            self.lm = (
+                transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+                .to(device)
+                .eval()
+            )
+        except Exception as e:
             raise StageError(f"cannot load Hugging Face model {name!r} from local path {path}: {e}") from e
         self.torch, self.name, self.path = torch, name, path
         self.block_size, self.stride, self.device = block_size, stride, device
@@ -140,7 +145,13 @@ class HFCausalLoss:
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "hf", "path": self.path, "block_size": self.block_size, "stride": self.stride}
+        return {
+            "name": self.name,
+            "kind": "hf",
+            "path": self.path,
+            "block_size": self.block_size,
+            "stride": self.stride,
+        }
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,7 @@ class ModelSpec:
     kind: Literal["kenlm", "hf"] = "kenlm"
 
     @classmethod
-    def parse(cls, text: str) -> "ModelSpec":
+    def parse(cls, text: str) -> ModelSpec:
         if "=" not in text:
             raise StageError(f"model spec {text!r} must look like NAME=PATH (or NAME=hf:PATH)")
         name, path = text.split("=", 1)
@@ -163,7 +174,9 @@ class ModelSpec:
             return cls(name, path[3:], "hf")
         return cls(name, path, "kenlm")
 
-    def load(self, normalize: bool = True, mode: str = "ccnet_faithful", sentencepiece: str | None = None) -> LossModel:
+    def load(
+        self, normalize: bool = True, mode: str = "ccnet_faithful", sentencepiece: str | None = None
+    ) -> LossModel:
         """Instantiate the model (KenLM options are ignored for HF models)."""
         if self.kind == "hf":
             return HFCausalLoss(self.name, self.path)
@@ -183,14 +196,16 @@ def corpus_files(paths: Iterable[str]) -> list[tuple[str, str]]:
         for f in files:
             if "://" not in f and not Path(f).is_file():
                 raise StageError(f"corpus file not found: {f}")
-            rel = f[len(root) + 1:] if root and f.startswith(root + "/") else Path(f).name
+            rel = f[len(root) + 1 :] if root and f.startswith(root + "/") else Path(f).name
             out.append((f, rel))
     return out
 
 
 def _ids_for(rel: str, offset: int, n: int) -> pa.Array:
     prefix = rel.encode() + b"\x00"
-    return pa.array([xxhash.xxh3_64_hexdigest(prefix + str(offset + i).encode()) for i in range(n)], pa.string())
+    return pa.array(
+        [xxhash.xxh3_64_hexdigest(prefix + str(offset + i).encode()) for i in range(n)], pa.string()
+    )
 
 
 def compute_losses(
@@ -224,15 +239,21 @@ def compute_losses(
         for f, rel in corpus_files(inputs):
             try:
                 pf = pq.ParquetFile(f)
-            except Exception as e:  # noqa: BLE001 - pyarrow raises several types for bad files
+            except Exception as e:
                 raise StageError(f"{f} is not a readable Parquet file ({type(e).__name__}: {e})") from e
             if text_column not in pf.schema_arrow.names:
-                raise StageError(f"text column {text_column!r} not found in {f} (columns: {pf.schema_arrow.names})")
+                raise StageError(
+                    f"text column {text_column!r} not found in {f} (columns: {pf.schema_arrow.names})"
+                )
             want = [c for c in [schema.ID, text_column, *keep_columns] if c in pf.schema_arrow.names]
             offset = 0
             for rb in pf.iter_batches(batch_size=batch_size, columns=want):
                 t = pa.Table.from_batches([rb])
-                ids = t.column(schema.ID).cast(pa.string()) if schema.ID in t.column_names else _ids_for(rel, offset, t.num_rows)
+                ids = (
+                    t.column(schema.ID).cast(pa.string())
+                    if schema.ID in t.column_names
+                    else _ids_for(rel, offset, t.num_rows)
+                )
                 offset += t.num_rows
                 texts = t.column(text_column).to_pylist()
                 ok = np.array([bool(x and x.strip()) for x in texts], dtype=bool)
@@ -242,7 +263,10 @@ def compute_losses(
                 sel = np.flatnonzero(ok)
                 texts_ok = [texts[i] for i in sel]
                 chars = np.array([len(x) for x in texts_ok], dtype=np.int64)
-                cols: dict[str, Any] = {schema.ID: ids.take(pa.array(sel)), schema.TEXT: pa.array(texts_ok, pa.string())}
+                cols: dict[str, Any] = {
+                    schema.ID: ids.take(pa.array(sel)),
+                    schema.TEXT: pa.array(texts_ok, pa.string()),
+                }
                 for c in keep_columns:
                     if c in t.column_names and c not in cols:
                         cols[c] = t.column(c).take(pa.array(sel))

@@ -49,7 +49,9 @@ class FastTextTrainConfig(BaseModel):
     word_ngrams: int = Field(2, ge=1, description="Word n-gram length (PreSelect: 2)")
     dim: int = Field(100, ge=1, description="Embedding size (fastText default 100)")
     min_count: int = Field(1, ge=1, description="Minimal word count (fastText default 1)")
-    bucket: int = Field(2_000_000, ge=0, description="Hash buckets for word n-grams (fastText default 2,000,000)")
+    bucket: int = Field(
+        2_000_000, ge=0, description="Hash buckets for word n-grams (fastText default 2,000,000)"
+    )
     minn: int = Field(0, ge=0, description="Min char n-gram length (0: none, the supervised default)")
     maxn: int = Field(0, ge=0, description="Max char n-gram length (0: none)")
     loss: Literal["softmax", "ns", "hs", "ova"] = Field("softmax", description="Loss function")
@@ -95,6 +97,7 @@ def train_supervised_isolated(kwargs: dict[str, Any], output: Path, workdir: Pat
         [sys.executable, str(Path(__file__).with_name("_ft_train.py")), str(spec)],
         env=env,
         capture_output=True,
+        check=False,
         text=True,
     )
     if proc.returncode != 0:
@@ -105,7 +108,9 @@ def train_supervised_isolated(kwargs: dict[str, Any], output: Path, workdir: Pat
 
 def split_mask(keys: pa.Array | pa.ChunkedArray, valid_fraction: float, seed: int) -> np.ndarray:
     """True for held-out rows: a seeded hash of each key (a document id or a group name)."""
-    u = (id_hashes(keys, derive_seed(seed, "preselect.split")) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    u = (id_hashes(keys, derive_seed(seed, "preselect.split")) >> np.uint64(11)).astype(np.float64) / float(
+        1 << 53
+    )
     return u < valid_fraction
 
 
@@ -143,7 +148,9 @@ def train_classifier(
     if len(classes) < 2:
         raise StageError(f"training data has a single class {classes}; need positives and negatives")
     if pos not in classes:
-        raise StageError(f"positive label {pos!r} does not occur in column {label_column!r} (classes: {classes})")
+        raise StageError(
+            f"positive label {pos!r} does not occur in column {label_column!r} (classes: {classes})"
+        )
     n = table.num_rows
     if group_column:
         keys = pc.cast(table.column(group_column), pa.string())
@@ -171,23 +178,22 @@ def train_classifier(
     with tempfile.TemporaryDirectory(prefix="curate-ft-") as td:
         train_file = os.path.join(td, "train.txt")
         with open(train_file, "w", encoding="utf-8") as fh:
-            for i in train_idx:
-                fh.write(f"{labels[i]} {lines[i]}")
-        kwargs = dict(
-            input=train_file,
-            epoch=cfg.epoch,
-            lr=cfg.lr,
-            wordNgrams=cfg.word_ngrams,
-            dim=cfg.dim,
-            minCount=cfg.min_count,
-            bucket=cfg.bucket,
-            minn=cfg.minn,
-            maxn=cfg.maxn,
-            loss=cfg.loss,
-            thread=cfg.thread,
-            seed=cfg.seed,
-            verbose=0,
-        )
+            fh.writelines(f"{labels[i]} {lines[i]}" for i in train_idx)
+        kwargs = {
+            "input": train_file,
+            "epoch": cfg.epoch,
+            "lr": cfg.lr,
+            "wordNgrams": cfg.word_ngrams,
+            "dim": cfg.dim,
+            "minCount": cfg.min_count,
+            "bucket": cfg.bucket,
+            "minn": cfg.minn,
+            "maxn": cfg.maxn,
+            "loss": cfg.loss,
+            "thread": cfg.thread,
+            "seed": cfg.seed,
+            "verbose": 0,
+        }
         tmp = out_model.with_name(out_model.name + ".tmp")
         train_supervised_isolated(kwargs, tmp, Path(td))
     os.replace(tmp, out_model)
@@ -236,7 +242,7 @@ def _balance(y: np.ndarray, labels: list[str]) -> dict[str, Any]:
     for lab in labels:
         counts[lab] = counts.get(lab, 0) + 1
     return {
-        "docs": int(len(y)),
+        "docs": len(y),
         "class_counts": dict(sorted(counts.items())),
         "positive_share": float(y.mean()) if len(y) else None,
     }

@@ -38,10 +38,13 @@ class FastTextScoreParams(StageParams):
         "'' reproduces PreSelect-100B / datatrove scoring bit for bit",
     )
     predict_batch_size: int = Field(
-        2048, ge=1, description="Lines per fastText predict call (memory bound only; results do not depend on it)"
+        2048,
+        ge=1,
+        description="Lines per fastText predict call (memory bound only; results do not depend on it)",
     )
     cache_dir: str | None = Field(
-        None, description="Download cache for remote models (default $CURATE_CACHE_DIR/models or ~/.cache/curate/models)"
+        None,
+        description="Download cache for remote models (default $CURATE_CACHE_DIR/models or ~/.cache/curate/models)",
     )
 
     @field_validator("newline_replacement")
@@ -107,7 +110,10 @@ class FastTextScore(MapStage):
             scores = label_probability(self._model, lines, self._label)
         else:
             scores = np.concatenate(
-                [label_probability(self._model, lines[i : i + bs], self._label) for i in range(0, len(lines), bs)]
+                [
+                    label_probability(self._model, lines[i : i + bs], self._label)
+                    for i in range(0, len(lines), bs)
+                ]
             )
         col = pa.array(scores, type=pa.float64())
         if p.column in batch.column_names:

@@ -73,7 +73,9 @@ class SelectTopParams(StageParams):
     )
     budget_docs: int | None = Field(None, ge=1, description="Keep the best N documents")
     threshold: float | None = Field(
-        None, allow_inf_nan=False, description="Fixed threshold: keep score >= threshold (<= for keep: lowest)"
+        None,
+        allow_inf_nan=False,
+        description="Fixed threshold: keep score >= threshold (<= for keep: lowest)",
     )
     keep: Literal["highest", "lowest"] = Field(
         "highest", description="Which end is best: highest (quality) or lowest (e.g. perplexity)"
@@ -84,10 +86,12 @@ class SelectTopParams(StageParams):
         "semantics; budgets may be exceeded by the tie) or cut exactly at the budget, ordering ties "
         "by a seeded hash of the document id",
     )
-    token_column: str | None = Field(None, description="Integer column with each document's token count (budget_tokens)")
+    token_column: str | None = Field(
+        None, description="Integer column with each document's token count (budget_tokens)"
+    )
 
     @model_validator(mode="after")
-    def _one_mode(self) -> "SelectTopParams":
+    def _one_mode(self) -> SelectTopParams:
         chosen = [m for m in _MODES if getattr(self, m) is not None]
         if not chosen:
             self.fraction_chars = 0.1
@@ -131,7 +135,9 @@ def key_to_score(key: int, keep: str) -> float:
 
 def _scores(table: pa.Table, column: str, where: str) -> np.ndarray:
     if column not in table.column_names:
-        raise StageError(f"select_top: column {column!r} not found in {where} (columns: {table.column_names})")
+        raise StageError(
+            f"select_top: column {column!r} not found in {where} (columns: {table.column_names})"
+        )
     col = table.column(column)
     try:
         col = pc.cast(col, pa.float64())
@@ -148,7 +154,15 @@ def _scores(table: pa.Table, column: str, where: str) -> np.ndarray:
 class _Summarize:
     """Per part file: sorted best-first keys + weights, written to scratch; returns counts."""
 
-    def __init__(self, p: SelectTopParams, text_column: str, weight: str, id_seed: int | None, out_dir: str, batch_size: int):
+    def __init__(
+        self,
+        p: SelectTopParams,
+        text_column: str,
+        weight: str,
+        id_seed: int | None,
+        out_dir: str,
+        batch_size: int,
+    ):
         self.p, self.text_column, self.weight = p, text_column, weight
         self.id_seed, self.out_dir, self.batch_size = id_seed, out_dir, batch_size
 
@@ -177,7 +191,11 @@ class _Summarize:
                 if p.token_column:
                     if p.token_column not in t.column_names:
                         raise StageError(f"select_top: token_column {p.token_column!r} not found in {path}")
-                    tok = pc.fill_null(t.column(p.token_column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+                    tok = (
+                        pc.fill_null(t.column(p.token_column), 0)
+                        .to_numpy(zero_copy_only=False)
+                        .astype(np.int64)
+                    )
                 else:
                     tok = word_counts(t.column(self.text_column)).astype(np.int64)
                 ws.append(tok[valid])
@@ -185,7 +203,9 @@ class _Summarize:
                 ws.append(np.ones(int(valid.sum()), dtype=np.int64))
             if self.id_seed is not None:
                 if schema.ID not in t.column_names:
-                    raise StageError(f"select_top: ties='by_id' needs an {schema.ID!r} column, missing in {path}")
+                    raise StageError(
+                        f"select_top: ties='by_id' needs an {schema.ID!r} column, missing in {path}"
+                    )
                 idks.append(id_hashes(t.column(schema.ID), self.id_seed)[valid])
         key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
         w = np.concatenate(ws).astype(np.int64) if ws else np.zeros(0, np.int64)
@@ -199,7 +219,7 @@ class _Summarize:
         tmp.replace(out)
         return {
             "summary": str(out),
-            "docs": int(len(key)),
+            "docs": len(key),
             "chars": int(chars.sum()),
             "weight": int(w.sum()),
             "missing": missing,
@@ -210,11 +230,15 @@ class _Summarize:
 def _slice(d: Any, level: int, t_key: int, lo: int, hi: int) -> tuple[int, int]:
     key = d["key"]
     if level == 0:
-        return int(np.searchsorted(key, np.uint64(lo), "left")), int(np.searchsorted(key, np.uint64(hi), "right"))
+        return int(np.searchsorted(key, np.uint64(lo), "left")), int(
+            np.searchsorted(key, np.uint64(hi), "right")
+        )
     ta = int(np.searchsorted(key, np.uint64(t_key), "left"))
     tb = int(np.searchsorted(key, np.uint64(t_key), "right"))
     idk = d["idkey"][ta:tb]
-    return ta + int(np.searchsorted(idk, np.uint64(lo), "left")), ta + int(np.searchsorted(idk, np.uint64(hi), "right"))
+    return ta + int(np.searchsorted(idk, np.uint64(lo), "left")), ta + int(
+        np.searchsorted(idk, np.uint64(hi), "right")
+    )
 
 
 class _RangeTask:
@@ -254,7 +278,9 @@ class _KeptTask:
             return c, int(d["chars"][:c].sum()), int(d["w"][:c].sum())
 
 
-def find_cut(ctx: FitContext, summaries: list[str], target: float, by_id: bool, total_docs: int) -> tuple[int, int | None, int]:
+def find_cut(
+    ctx: FitContext, summaries: list[str], target: float, by_id: bool, total_docs: int
+) -> tuple[int, int | None, int]:
     """First document (best first) whose cumulative weight exceeds ``target``.
 
     Returns ``(key, id_hash or None, passes)``. The caller guarantees the total weight
@@ -325,9 +351,12 @@ class SelectTop(BarrierStage):
         return cols
 
     def _weight(self) -> str:
-        return {"fraction_chars": "chars", "budget_tokens": "tokens", "fraction_docs": "docs", "budget_docs": "docs"}.get(
-            self.params.mode, "chars"
-        )
+        return {
+            "fraction_chars": "chars",
+            "budget_tokens": "tokens",
+            "fraction_docs": "docs",
+            "budget_docs": "docs",
+        }.get(self.params.mode, "chars")
 
     def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
         p = self.params
@@ -349,7 +378,9 @@ class SelectTop(BarrierStage):
         cut_id: int | None = None
         target: float | None = None
         if missing:
-            ctx.warnings.append(f"select_top: {missing} documents have a null/NaN {p.column!r} and are rejected as {MISSING_SCORE}")
+            ctx.warnings.append(
+                f"select_top: {missing} documents have a null/NaN {p.column!r} and are rejected as {MISSING_SCORE}"
+            )
         if pool_docs == 0:
             ctx.warnings.append(f"select_top: no document has a valid {p.column!r} score; nothing is kept")
         elif mode == "threshold":
@@ -379,7 +410,9 @@ class SelectTop(BarrierStage):
             for c, ch, w in ctx.map_files(_KeptTask(t_key, cut_id), paths):
                 kept_docs, kept_chars, kept_w = kept_docs + c, kept_chars + ch, kept_w + w
             passes += 1
-        threshold = None if t_key is None else (p.threshold if mode == "threshold" else key_to_score(t_key, p.keep))
+        threshold = (
+            None if t_key is None else (p.threshold if mode == "threshold" else key_to_score(t_key, p.keep))
+        )
         stats: dict[str, Any] = {
             "column": p.column,
             "mode": mode,
