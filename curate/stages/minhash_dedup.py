@@ -430,12 +430,11 @@ class _MetaMap:
 
 
 def _meta_join(t: pa.Table) -> pa.Table | None:
-    if "root" not in t.column_names:
-        return None
-    is_c = pc.is_valid(t.column("root"))
-    comp, meta = t.filter(is_c), t.filter(pc.invert(is_c))
-    if comp.num_rows == 0:
-        return None
+    if "root" in t.column_names:
+        is_c = pc.is_valid(t.column("root"))
+        comp, meta = t.filter(is_c), t.filter(pc.invert(is_c))
+    else:
+        comp, meta = t.slice(0, 0), t
     mk = _np(meta, "k")
     if len(mk):
         # distinct document ids must map to distinct node ids
@@ -448,6 +447,8 @@ def _meta_join(t: pa.Table) -> pa.Table | None:
                 if x == y:
                     raise StageError(f"minhash_dedup: document id {x!r} occurs more than once; ids must be unique")
                 raise StageError(f"minhash_dedup: 63-bit id hash collision between {x!r} and {y!r}")
+    if comp.num_rows == 0:
+        return None
     node = _np(comp, "k")
     idx, found = _lookup(node, mk)
     if not found.all():
@@ -801,18 +802,18 @@ class MinHashDedup(BarrierStage):
         if dec_dir.exists():
             shutil.rmtree(dec_dir)
         decisions: list[str] = []
-        if cc_files:
-            verify = p.verify_jaccard
-            idx_meta = idx_sets if verify is not None else idx_bands
-            joined = ctx.shuffle(_tagged("C", cc_files) + _tagged("M", sig_files) + _tagged("I", idx_meta),
-                                 _MetaMap(verify is not None), "k", _meta_join, nparts, name="minhash/meta")
-            outs = ctx.shuffle(joined, _Passthrough(), "k", _KeepReduce(direction, verify, p.verify_split == "coverage"), nparts,
-                               name="minhash/keep")
-            dec_dir.mkdir(parents=True, exist_ok=True)
-            for i, f in enumerate(outs):
-                dst = dec_dir / f"part-{i:05d}.parquet"
-                shutil.copyfile(f, dst)
-                decisions.append(str(dst))
+        # the meta join also checks that ids are unique, so it runs even without clusters
+        verify = p.verify_jaccard
+        idx_meta = idx_sets if verify is not None else idx_bands
+        joined = ctx.shuffle(_tagged("C", cc_files) + _tagged("M", sig_files) + _tagged("I", idx_meta),
+                             _MetaMap(verify is not None), "k", _meta_join, nparts, name="minhash/meta")
+        keep_reduce = _KeepReduce(direction, verify, p.verify_split == "coverage")
+        outs = ctx.shuffle(joined, _Passthrough(), "k", keep_reduce, nparts, name="minhash/keep") if joined else []
+        dec_dir.mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(outs):
+            dst = dec_dir / f"part-{i:05d}.parquet"
+            shutil.copyfile(f, dst)
+            decisions.append(str(dst))
         removed = kept_in_clusters = of_index = 0
         digest = hashlib.sha1()
         for f in decisions:

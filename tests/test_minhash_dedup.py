@@ -1,0 +1,232 @@
+"""The minhash_dedup barrier stage: quality on generated corpora, keep policies, modes,
+bad input, determinism and the snapshot index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from curate.stage import FitContext, LocalTaskRunner, ShardSet, StageError
+from curate.stages.minhash_dedup import MinHashDedup
+from curate.testing.neardup import exact_pairs, make_corpus, score_removals
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_corpus(1500, seed=11)
+
+
+def _write(tmp: Path, table: pa.Table, nfiles: int, name: str = "in") -> list[str]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, idx in enumerate(np.array_split(np.arange(table.num_rows), nfiles)):
+        f = tmp / f"{name}-{k}.parquet"
+        pq.write_table(table.take(pa.array(idx, pa.int64())), f)
+        files.append(str(f))
+    return files
+
+
+def _run(tmp: Path, files: list[str], params: dict, parts: int | None = None):
+    st = MinHashDedup(params).bind("dd", seed=1)
+    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp / "state", scratch_dir=tmp / "scratch", seed=1,
+                     node_id="dd")
+    state = st.fit({"up": ShardSet(files=tuple(files))}, ctx)
+    json.dumps(state)  # JSON-able
+    kept, rejected = [], []
+    for f in files:
+        r = st.apply(pq.read_table(f), state)
+        assert r.kept.num_rows + r.num_rejected == pq.ParquetFile(f).metadata.num_rows
+        kept.append(r.kept)
+        if r.rejected is not None:
+            rejected.append(r.rejected)
+    k = pa.concat_tables(kept)
+    rj = pa.concat_tables(rejected) if rejected else None
+    return state, k, rj
+
+
+def _removed(rj) -> set[str]:
+    return set() if rj is None else set(rj.column("id").to_pylist())
+
+
+def test_recall_at_defaults(tmp_path, corpus):
+    _, kept, rj = _run(tmp_path, _write(tmp_path, corpus.table(), 3), {})
+    removed = _removed(rj)
+    a, b = corpus.pairs_at(0.85)
+    assert len(a) > 150
+    rem = np.array([i in removed for i in corpus.ids])
+    pair_recall = float((rem[a] | rem[b]).mean())
+    assert pair_recall >= 0.98
+    assert set(rj.column("reason").to_pylist()) == {"near_duplicate"}
+    # exactly one kept per cluster, and the cluster size is on it
+    clusters = {}
+    for c, s, k in zip(kept.column("dup_cluster").to_pylist(), kept.column("dup_cluster_size").to_pylist(),
+                       kept.column("dup_kept").to_pylist()):
+        assert k
+        assert c not in clusters
+        clusters[c] = s
+    dropped_by = {}
+    for c in rj.column("dup_cluster").to_pylist():
+        dropped_by[c] = dropped_by.get(c, 0) + 1
+    for c, n in dropped_by.items():
+        assert clusters[c] == n + 1
+
+
+@pytest.mark.parametrize("split", ["keep", "coverage"])
+def test_precision_with_verification(tmp_path, corpus, split):
+    _, _, rj = _run(tmp_path, _write(tmp_path, corpus.table(), 2), {"verify_jaccard": 0.8, "verify_split": split})
+    m = score_removals(corpus, _removed(rj), 0.8)
+    assert m["precision"] >= 0.99
+    assert m["recall"] >= 0.9
+    assert m["f1"] >= (0.95 if split == "keep" else 0.96)
+
+
+def test_deterministic_across_sharding(tmp_path, corpus):
+    t = corpus.table()
+    r1 = _run(tmp_path / "a", _write(tmp_path / "a", t, 1), {"verify_jaccard": 0.8, "num_partitions": 3})
+    shuffled = t.take(pa.array(np.random.default_rng(3).permutation(t.num_rows)))
+    r2 = _run(tmp_path / "b", _write(tmp_path / "b", shuffled, 5), {"verify_jaccard": 0.8, "num_partitions": 7})
+
+    def canon(k):
+        return sorted(zip(k.column("id").to_pylist(), k.column("dup_cluster").to_pylist(),
+                          k.column("dup_cluster_size").to_pylist()))
+
+    assert canon(r1[1]) == canon(r2[1])
+    assert _removed(r1[2]) == _removed(r2[2])
+
+
+def _policy_corpus() -> pa.Table:
+    base = ("the committee reviewed every proposal submitted during the spring session and "
+            "selected three projects for funding after a long discussion about budgets and goals")
+    return pa.table({
+        "id": ["c", "a", "b", "z"],
+        "text": [base + " extra words appended here", base, base + " more", "completely different text about "
+                 "rivers and mountains and the weather in the northern provinces this year"],
+        "source": ["web", "books", "wiki", "web"],
+        "quality": [0.2, 0.9, 0.5, 0.1],
+        "ts": [3, 1, 2, 9],
+    })
+
+
+@pytest.mark.parametrize("keep,expect", [("lowest_id", "a"), ("longest", "c"), ("highest:quality", "a"),
+                                         ("newest:ts", "c"), ("source_priority:[wiki,books]", "b"),
+                                         ("source_priority:books", "a")])
+def test_keep_policies(tmp_path, keep, expect):
+    files = _write(tmp_path, _policy_corpus(), 2)
+    _, kept, rj = _run(tmp_path, files, {"keep": keep, "ngram": 3})
+    assert sorted(kept.column("id").to_pylist()) == sorted([expect, "z"])
+    row = {i: (c, s) for i, c, s in zip(kept.column("id").to_pylist(), kept.column("dup_cluster").to_pylist(),
+                                        kept.column("dup_cluster_size").to_pylist())}
+    assert row[expect] == (expect, 3) and row["z"] == ("z", 1)
+    assert set(rj.column("dup_cluster").to_pylist()) == {expect}
+    assert all(expect in d for d in rj.column("detail").to_pylist())
+
+
+def test_annotate_mode(tmp_path):
+    files = _write(tmp_path, _policy_corpus(), 1)
+    _, kept, rj = _run(tmp_path, files, {"mode": "annotate", "ngram": 3})
+    assert rj is None and kept.num_rows == 4
+    ann = {i: (c, s, k) for i, c, s, k in zip(*(kept.column(n).to_pylist()
+                                                for n in ("id", "dup_cluster", "dup_cluster_size", "dup_kept")))}
+    assert ann == {"a": ("a", 3, True), "b": ("a", 3, False), "c": ("a", 3, False), "z": ("z", 1, True)}
+
+
+def test_bad_parameters():
+    with pytest.raises(ValidationError, match="num_perm"):
+        MinHashDedup({"bands": 10, "rows": 8, "num_perm": 112})
+    with pytest.raises(ValidationError, match="ngram"):
+        MinHashDedup({"ngram": 0})
+    with pytest.raises(ValidationError, match="keep"):
+        MinHashDedup({"keep": "shortest"})
+    with pytest.raises(ValidationError, match="verify_jaccard"):
+        MinHashDedup({"verify_jaccard": 1.5})
+    with pytest.raises(ValidationError, match="extra|forbid|unknown"):
+        MinHashDedup({"bandz": 3})
+    assert MinHashDedup({"keep": "highest:quality"}).required_columns() == {"quality"}
+
+
+def test_missing_keep_column(tmp_path):
+    files = _write(tmp_path, pa.table({"id": ["a", "b"], "text": ["x y z", "x y z"]}), 1)
+    with pytest.raises(StageError, match="keep.*quality"):
+        _run(tmp_path, files, {"keep": "highest:quality"})
+
+
+def test_empty_short_and_long_documents(tmp_path):
+    long_doc = " ".join(f"w{i % 5000}" for i in range(300_000))
+    t = pa.table({"id": [f"d{i}" for i in range(8)],
+                  "text": ["", "", "   ...  ", None, "hello", "Hello!", "word", long_doc]})
+    _, kept, rj = _run(tmp_path, _write(tmp_path, t, 2), {"verify_jaccard": 0.8})
+    # empty/no-word docs are never duplicates; identical one-word docs are
+    assert sorted(kept.column("id").to_pylist()) == ["d0", "d1", "d2", "d3", "d4", "d6", "d7"]
+    assert _removed(rj) == {"d5"}
+
+
+def test_duplicate_ids_are_a_clear_error(tmp_path):
+    t = pa.table({"id": ["x", "x", "y"], "text": ["same words here again", "same words here again", "other"]})
+    with pytest.raises(StageError, match="more than once"):
+        _run(tmp_path, _write(tmp_path, t, 1), {})
+
+
+def test_snapshot_index_no_cross_duplicates(tmp_path):
+    c = make_corpus(900, seed=21)
+    t = c.table()
+    idx = tmp_path / "index"
+    # snapshot 1: the first 600 docs; snapshot 2: docs 300..900 (overlap 300..600)
+    s1 = _write(tmp_path / "s1", t.slice(0, 600), 2)
+    _, k1, _ = _run(tmp_path / "s1", s1, {"verify_jaccard": 0.8, "write_index": str(idx)})
+    s2 = _write(tmp_path / "s2", t.slice(300, 600), 3)
+    st2, k2, rj2 = _run(tmp_path / "s2", s2, {"verify_jaccard": 0.8, "against_index": str(idx),
+                                              "write_index": str(idx)})
+    assert st2["stats"]["removed_as_dup_of_index"] >= 300  # every overlapping doc is a dup of the index
+    assert st2["stats"]["index_version"] == 2
+    man = json.loads((idx / "index.json").read_text())
+    assert [v["version"] for v in man["versions"]] == [1, 2]
+    # no survivor of snapshot 2 truly matches (J >= 0.8) a survivor of snapshot 1, or another survivor
+    texts = k1.column("text").to_pylist() + k2.column("text").to_pylist()
+    a, b, j = exact_pairs(texts, min_jaccard=0.8)
+    assert len(a) == 0
+    # a third run against the index finds everything already indexed
+    s3 = _write(tmp_path / "s3", t.slice(0, 900), 3)
+    _, k3, _ = _run(tmp_path / "s3", s3, {"verify_jaccard": 0.8, "against_index": str(idx)})
+    assert k3.num_rows < 40
+
+
+def test_index_errors(tmp_path):
+    t = pa.table({"id": ["a", "b"], "text": ["one two three four five six", "seven eight nine ten eleven"]})
+    files = _write(tmp_path, t, 1)
+    idx = tmp_path / "idx"
+    _run(tmp_path / "r1", files, {"write_index": str(idx)})
+    # parameter mismatch
+    with pytest.raises(StageError, match="different parameters.*seed"):
+        _run(tmp_path / "r2", files, {"against_index": str(idx), "seed": 2})
+    # version mismatch
+    man = json.loads((idx / "index.json").read_text())
+    (idx / "index.json").write_text(json.dumps({**man, "format_version": 99}))
+    with pytest.raises(StageError, match="version 99"):
+        _run(tmp_path / "r3", files, {"against_index": str(idx)})
+    # corrupt manifest
+    (idx / "index.json").write_text("{not json")
+    with pytest.raises(StageError, match="corrupt"):
+        _run(tmp_path / "r4", files, {"against_index": str(idx)})
+    # corrupt band file
+    (idx / "index.json").write_text(json.dumps(man))
+    bf = idx / man["versions"][0]["bands"][0]
+    bf.write_bytes(b"garbage")
+    with pytest.raises(StageError, match="corrupt"):
+        _run(tmp_path / "r5", files, {"against_index": str(idx)})
+    with pytest.raises(StageError, match="no index.json"):
+        _run(tmp_path / "r6", files, {"against_index": str(tmp_path / "nowhere")})
+
+
+def test_datasketch_scheme_stage(tmp_path, corpus):
+    files = _write(tmp_path, corpus.table().slice(0, 600), 2)
+    common = {"bands": 16, "rows": 8, "num_perm": 128, "verify_jaccard": 0.8}
+    _, _, rj = _run(tmp_path / "d", files, {"scheme": "datasketch", "datasketch_scheme": "legacy", **common})
+    _, _, rf = _run(tmp_path / "f", files, common)
+    a, b = _removed(rj), _removed(rf)
+    assert len(a) >= 20 and len(a ^ b) <= 0.1 * len(a)
