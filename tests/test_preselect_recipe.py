@@ -290,3 +290,36 @@ def test_hf_models_need_the_extra():
     else:  # pragma: no cover - only with the hf extra: never downloads, so a missing path fails
         with pytest.raises(StageError, match="local path"):
             ModelSpec.parse("llm=hf:/nonexistent/model").load()
+
+
+def test_shipped_pipeline_spec_runs(recipe, tmp_path):
+    """pipelines/preselect.yaml as shipped (paths pointed at the test corpus and model)."""
+    import yaml
+
+    from workers import run_pipeline
+
+    d = recipe["dir"]
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "pipelines" / "preselect.yaml").read_text())
+    spec["inputs"]["web"]["path"] = str(d / "corpus" / "*.parquet")
+    spec["nodes"][0]["params"]["model_path"] = str(d / "preselect.bin")
+    spec["outputs"]["kept"]["path"] = str(tmp_path / "out")
+    res = run_pipeline(spec, executor="local", job_dir=tmp_path / "job")
+    fs = res.stats["nodes"]["top"]["fit_stats"]
+    assert fs["mode"] == "fraction_chars" and fs["target"] == 0.1 and fs["column"] == "quality"
+    assert res.stats["nodes"]["top"]["kept"] == fs["kept_docs"] > 0
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"label": "__label__hq"}, "label '__label__hq' is not in fastText model"),
+        ({"model_path": "/nonexistent/model.bin"}, "fastText model file not found: /nonexistent/model.bin"),
+    ],
+)
+def test_pipeline_with_bad_model_or_label_fails_clearly(recipe, tmp_path, params, message):
+    from workers import JobFailed, run_pipeline
+
+    spec = _spec(recipe["dir"], str(tmp_path / "out"))
+    spec["nodes"][0]["params"].update(params)
+    with pytest.raises(JobFailed, match=message):
+        run_pipeline(spec, executor="local", job_dir=tmp_path / "job")
