@@ -561,6 +561,12 @@ def create_app(cfg: Config | None = None, *, start: bool = True) -> FastAPI:
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
         comps.update(defs)
         comps["PipelineSpec"] = spec_schema
+        sched_in = comps.get("ScheduleIn", {}).get("properties", {})
+        if "spec" in sched_in:  # the template is a PipelineSpec too
+            sched_in["spec"] = {
+                "$ref": "#/components/schemas/PipelineSpec",
+                "description": "Pipeline spec template",
+            }
         schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         app.openapi_schema = schema
         return schema
