@@ -159,11 +159,19 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
     lookup_id = str(out["source_id"])
 
     # 3. the path: every upstream node, checked against its materialized parts when it has them
-    for n in job.ancestors(end):
+    inputs = job.spec.get("inputs") or {}
+    labels = {i: (v or {}).get("domain") for i, v in inputs.items()}
+    ancestors = job.ancestors(end)
+    unmat_inputs = [n for n in ancestors if n in inputs and n != end and not job.node_files(n)]
+    doc_domain = final_row.get(schema.DOMAIN)
+    for n in ancestors:
         files = job.node_files(n) if n != end else []
         hit = _lookup(job, files, lookup_id) if files else None
         if files and (hit is None or not hit.num_rows):
             continue  # materialized but without this document: another branch
+        if n in unmat_inputs and len(unmat_inputs) > 1 and doc_domain is not None:
+            if labels.get(n) is not None and labels[n] != doc_domain:
+                continue  # another input's domain label: not where this document came from
         src = _row(hit, 0, skip) if hit is not None else final_row
         provided = _provides(job, n)
         status = "rejected" if n == rejected_at else ("kept" if n in found_in else "passed")

@@ -127,3 +127,10 @@ def test_mix_joins_domain_branches_with_temperature(tmp_path):
         assert real[d] == man[d]["realized_tokens"]
     ns = res.stats["nodes"]["mx"]
     assert ns["in"] == sum(res.stats["nodes"][i]["kept"] for i in ("lw", "lc", "legal"))
+    # lineage across the branches: a web document's path is web -> lw -> mx only
+    from curate.lineage import explain
+
+    out = read_output(res.outputs["kept"])
+    web_doc = out.filter(pc.equal(out.column("mix_bucket"), "web")).column("source_id")[0].as_py()
+    e = explain(str(res.job_dir), web_doc)
+    assert [p["node"] for p in e["path"]] == ["web", "lw", "mx"] and e["mix"]["bucket"] == "web"
