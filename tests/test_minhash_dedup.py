@@ -178,7 +178,9 @@ def test_snapshot_index_no_cross_duplicates(tmp_path):
     idx = tmp_path / "index"
     # snapshot 1: the first 600 docs; snapshot 2: docs 300..900 (overlap 300..600)
     s1 = _write(tmp_path / "s1", t.slice(0, 600), 2)
-    _, k1, _ = _run(tmp_path / "s1", s1, {"verify_jaccard": 0.8, "write_index": str(idx)})
+    # first run of a refresh: against_index == write_index and no index yet -> created
+    _, k1, _ = _run(tmp_path / "s1", s1, {"verify_jaccard": 0.8, "write_index": str(idx),
+                                          "against_index": str(idx)})
     s2 = _write(tmp_path / "s2", t.slice(300, 600), 3)
     st2, k2, rj2 = _run(tmp_path / "s2", s2, {"verify_jaccard": 0.8, "against_index": str(idx),
                                               "write_index": str(idx)})

@@ -114,7 +114,8 @@ class MinHashDedupParams(StageParams):
         "dup_cluster, dup_cluster_size, dup_kept")
     against_index: str | None = Field(
         None, description="Directory of a band index written earlier: new documents that collide with "
-        "(and, if verifying, truly match) an indexed document are removed")
+        "(and, if verifying, truly match) an indexed document are removed. A missing index is an error, "
+        "except when it is also write_index (the first run of a refresh creates it)")
     write_index: str | None = Field(
         None, description="Directory to write this run's survivors to as a new index version (appends "
         "if an index exists there)")
@@ -764,7 +765,12 @@ class MinHashDedup(BarrierStage):
         idx_bands: list[str] = []
         idx_sets: list[str] = []
         man = None
-        if p.against_index:
+        first_run = (p.against_index and p.write_index and Path(p.against_index).resolve() ==
+                     Path(p.write_index).resolve() and not (Path(p.against_index) / "index.json").exists())
+        if first_run:
+            ctx.warnings.append(f"minhash_dedup: index {p.against_index} does not exist yet; this first run "
+                                "dedups within its own input only and creates it")
+        elif p.against_index:
             man = read_index_manifest(p.against_index, cfg)
             root = Path(p.against_index)
             for v in man.get("versions", []):
