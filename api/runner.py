@@ -312,14 +312,17 @@ class Supervisor:
             fields["ledger"] = stats["nodes"]
         if isinstance(result, dict) and isinstance(result.get("outputs"), dict):
             fields["outputs"] = {**outputs, **result["outputs"]}
-        if cancelled:
+        finished_ok = (
+            isinstance(result, dict) and result.get("state") == st.SUCCEEDED and code in (0, -1, None)
+        )
+        if cancelled and not finished_ok:
             mark_incomplete(jd, outputs, "cancelled")
             state, msg, err = (
                 st.CANCELLED,
                 "cancelled; partial outputs marked INCOMPLETE",
                 "cancelled by request",
             )
-        elif isinstance(result, dict) and result.get("state") == st.SUCCEEDED and code in (0, -1, None):
+        elif finished_ok:  # (a cancel that came too late does not undo a finished job)
             clear_incomplete(jd, outputs)
             state, msg, err = st.SUCCEEDED, note or "succeeded", None
         elif isinstance(result, dict):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -72,11 +73,23 @@ def shard_digest(path: str) -> str:
         if tag:
             return "etag:" + str(tag).strip('"')
         return f"size-mtime:{info.get('size')}:{info.get('LastModified') or info.get('mtime')}"
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "xxh3:" + h.hexdigest()
+    st_ = os.stat(path)
+    key = (os.path.realpath(path), st_.st_size, st_.st_mtime_ns, st_.st_ino)
+    hit = _DIGESTS.get(key)
+    if hit is None:
+        h = xxhash.xxh3_128()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        hit = "xxh3:" + h.hexdigest()
+        if len(_DIGESTS) > 200_000:
+            _DIGESTS.clear()
+        _DIGESTS[key] = hit
+    return hit
+
+
+# (real path, size, mtime_ns, inode) -> digest: unchanged files are not re-read every run.
+_DIGESTS: dict[tuple, str] = {}
 
 
 def output_path(template: str, run: int) -> str:
