@@ -323,3 +323,18 @@ def test_pipeline_with_bad_model_or_label_fails_clearly(recipe, tmp_path, params
     spec["nodes"][0]["params"].update(params)
     with pytest.raises(JobFailed, match=message):
         run_pipeline(spec, executor="local", job_dir=tmp_path / "job")
+
+
+def test_losses_read_remote_corpus(recipe, tmp_path):
+    import fsspec
+
+    d = recipe["dir"]
+    fs = fsspec.filesystem("memory")
+    src = d / "corpus" / "part-0.parquet"
+    fs.pipe("/preselect-corpus/part-0.parquet", src.read_bytes())
+    models = [ModelSpec.parse(f"{n}={d / f'{n}.arpa'}").load() for n in ("small", "large")]
+    s = compute_losses(["memory://preselect-corpus/*.parquet"], models, tmp_path / "remote.parquet")
+    local = compute_losses([str(src)], models, tmp_path / "local.parquet")
+    assert s["documents"] == local["documents"] > 0
+    a, b = pq.read_table(tmp_path / "remote.parquet"), pq.read_table(tmp_path / "local.parquet")
+    assert a.column("bpc_small").equals(b.column("bpc_small")) and a.column("id").equals(b.column("id"))

@@ -201,6 +201,14 @@ def corpus_files(paths: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _open(path: str):
+    if "://" in path:
+        import fsspec
+
+        return fsspec.open(path, "rb").open()
+    return path
+
+
 def _ids_for(rel: str, offset: int, n: int) -> pa.Array:
     prefix = rel.encode() + b"\x00"
     return pa.array(
@@ -238,7 +246,7 @@ def compute_losses(
     try:
         for f, rel in corpus_files(inputs):
             try:
-                pf = pq.ParquetFile(f)
+                pf = pq.ParquetFile(_open(f))
             except Exception as e:
                 raise StageError(f"{f} is not a readable Parquet file ({type(e).__name__}: {e})") from e
             if text_column not in pf.schema_arrow.names:
