@@ -61,16 +61,16 @@ def run_ours(files: list[str], budget: int, tmp: Path) -> tuple[float, dict[str,
     for f in files:
         for b in ShardSet(files=(f,)).iter_batches():
             r = stage.apply(b, state)
-            kept.append(r.kept.select(["id", "source_id", "mix_bucket", "mix_copy", "mix_repeat"]))
+            kept.append(r.kept.select(["id", "text", "source_id", "mix_bucket", "mix_copy", "mix_repeat"]))
             if r.rejected is not None:
-                rej.append(r.rejected.select(["id", "domain", "reason"]))
+                rej.append(r.rejected.select(["id", "text", "domain", "reason"]))
     dt = time.perf_counter() - t0
     real = {d: e["realized_tokens"] for d, e in state["stats"]["mix"]["domains"].items()}
     out = tmp / "job"
     (out / "rejects" / "mix").mkdir(parents=True, exist_ok=True)
     (out / "nodes" / "mix").mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.concat_tables(rej), out / "rejects" / "mix" / "part-0.parquet")
-    pq.write_table(pa.concat_tables(kept), out / "nodes" / "mix" / "part-0.parquet")
+    pq.write_table(pa.concat_tables(rej), out / "rejects" / "mix" / "part-0.parquet", row_group_size=8192)
+    pq.write_table(pa.concat_tables(kept), out / "nodes" / "mix" / "part-0.parquet", row_group_size=8192)
     return dt, real, state
 
 
@@ -127,9 +127,7 @@ def main() -> None:
         err_n = max(abs(real_n[d] / sum(real_n.values()) - man[d]["target_share"]) for d in man)
         print(f"mix   ours (scan + 3 sidecar passes + apply): {dt_o:.2f}s  max share error {err_o:.2e}")
         print(f"mix   naive in-memory (fit only):  {dt_n:.2f}s  max share error {err_n:.2e}")
-        print(
-            f"mix   ratio ours/naive: {dt_o / dt_n:.2f}x   (Arrow peak: {peak_o / 1e6:.1f} MB)"
-        )
+        print(f"mix   ratio ours/naive: {dt_o / dt_n:.2f}x   (Arrow peak: {peak_o / 1e6:.1f} MB)")
         print("mix   realized tokens ours vs naive:", {d: (real_o[d], real_n[d]) for d in sorted(real_o)})
 
         job = tmp / "job"

@@ -185,6 +185,8 @@ class JobData:
         """Rows of ``files`` matching a dataset expression (predicate pushdown; streamed).
 
         ``fields`` are the columns ``expr`` refers to; files lacking any of them are skipped.
+        Row groups are pruned by their statistics, then scanned reading only ``fields``;
+        the other columns (e.g. the text) are read only from row groups that hold a match.
         """
         import pyarrow.dataset as ds
 
@@ -194,9 +196,13 @@ class JobData:
             if not set(fields) <= set(names):
                 continue
             cols = None if columns is None else [c for c in columns if c in names]
-            for rb in ds.dataset(f, format="parquet").to_batches(columns=cols, filter=expr):
-                if rb.num_rows:
-                    parts.append(pa.Table.from_batches([rb]))
+            for frag in ds.dataset(f, format="parquet").get_fragments():
+                for rg in frag.split_by_row_group(filter=expr):
+                    if not rg.count_rows(filter=expr):
+                        continue
+                    for rb in rg.to_batches(columns=cols, filter=expr):
+                        if rb.num_rows:
+                            parts.append(pa.Table.from_batches([rb]))
         if not parts:
             return None
         return pa.concat_tables(parts, promote_options="permissive")
