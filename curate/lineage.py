@@ -10,6 +10,7 @@ materialized, whatever the size of the job.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -27,11 +28,16 @@ _MAX_STR = 160
 
 
 def _scalar(v: Any) -> Any:
-    if isinstance(v, str) and len(v) > _MAX_STR:
-        return v[:_MAX_STR] + "…"
-    if isinstance(v, (list, dict)):
-        return str(v)[:_MAX_STR]
-    return v
+    """A JSON-safe, short rendering of one cell (the API returns these as JSON)."""
+    if isinstance(v, str):
+        return v if len(v) <= _MAX_STR else v[:_MAX_STR] + "…"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if v is None or isinstance(v, (bool, int, float)):
+        return v
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    return _scalar(str(v))
 
 
 def _row(t: pa.Table, i: int = 0, skip: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -140,3 +140,39 @@ def test_explain_and_report_agree_on_ray(job, tmp_path, ray_local):
             b["dedup"],
         )
         assert [p["node"] for p in a["path"]] == [p["node"] for p in b["path"]]
+
+
+def test_explain_result_is_strict_json(tmp_path):
+    """NaN scores, bytes and timestamps come back JSON-safe (the API returns the dict as is)."""
+    import datetime
+
+    from workers import run_pipeline
+
+    p = tmp_path / "in" / "a.parquet"
+    p.parent.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "text": ["one two three", "x"],
+                "quality": [float("nan"), 0.5],
+                "blob": [b"\xff\x00", b"ok"],
+                "ts": [datetime.datetime(2024, 1, 1), datetime.datetime(2024, 1, 2)],
+            }
+        ),
+        p,
+    )
+    spec = {
+        "name": "j",
+        "seed": 1,
+        "inputs": {"d": {"path": str(p)}},
+        "nodes": [{"id": "len", "stage": "length_filter", "inputs": ["d"], "params": {"min_words": 2}}],
+        "outputs": {"kept": {"node": "len", "path": str(tmp_path / "out")}},
+    }
+    res = run_pipeline(spec, job_dir=tmp_path / "job")
+    for doc in (
+        _table(str(tmp_path / "out" / "part-*.parquet")).column("id").to_pylist()
+        + _table(str(tmp_path / "job" / "rejects" / "len" / "part-*.parquet")).column("id").to_pylist()
+    ):
+        e = explain(str(res.job_dir), doc)
+        json.loads(json.dumps(e, allow_nan=False))  # raises on NaN / non-JSON values
+        assert e["status"] in ("kept", "rejected")
