@@ -38,7 +38,7 @@ class FastTextScoreParams(StageParams):
         "'' reproduces PreSelect-100B / datatrove scoring bit for bit",
     )
     predict_batch_size: int = Field(
-        2048,
+        16384,
         ge=1,
         description="Lines per fastText predict call (memory bound only; results do not depend on it)",
     )
