@@ -1,0 +1,200 @@
+"""Bench: curate's whole near-dedup (minhash_dedup) end to end, with quality.
+
+Default: a generated corpus (``curate.testing.neardup``, >= 100k docs, exact word-5-gram
+Jaccard ground truth). ``--data DIR`` runs on a dev set with ground truth instead
+(``DIR/shards/*.parquet`` + ``DIR/ground_truth``; scored by ``--eval`` =
+``shared/tools/eval_dedup.py`` at T=0.8).
+
+Prints wall time, peak RSS (this process + children, and the tree), bytes per document of
+the written band index (bands alone and with verification sets), and precision /
+recall / F1 at T=0.8. With ``--datasketch`` (default on) it also runs datasketch 2.x
+MinHashLSH + Jaccard check (shared/tools/run_datasketch.py semantics, in-process here) on
+the same files and prints the ratios. Fit tasks run on a 2-process pool.
+
+usage: python bench/dedup_end_to_end.py [--docs 100000] [--data DIR] [--eval PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import glob
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.stage import FitContext, ShardSet, TaskRunner
+
+
+class PoolRunner(TaskRunner):
+    """Fit tasks on a process pool (what the Ray executor does with 2 CPUs)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.pool = cf.ProcessPoolExecutor(n)
+
+    def map(self, fn, items):
+        return list(self.pool.map(fn, items))
+
+    @property
+    def parallelism(self) -> int:
+        return self.n
+
+
+class TreeRss:
+    """Polls the RSS of this process tree every 0.1 s (peak of the sum)."""
+
+    def __init__(self):
+        import psutil
+
+        self.p, self.peak, self.stop = psutil.Process(), 0, False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                tot = self.p.memory_info().rss + sum(c.memory_info().rss for c in self.p.children(recursive=True))
+                self.peak = max(self.peak, tot)
+            except Exception:  # noqa: BLE001 - processes come and go
+                pass
+            time.sleep(0.1)
+
+
+def _dir_bytes(p: Path, pattern: str) -> int:
+    return sum(f.stat().st_size for f in p.rglob(pattern))
+
+
+def run_curate(files: list[str], work: Path, params: dict, workers: int) -> tuple[set[str], dict]:
+    from curate.stages.minhash_dedup import MinHashDedup
+
+    st = MinHashDedup(params).bind("near", seed=1)
+    runner = PoolRunner(workers)
+    ctx = FitContext(runner=runner, state_dir=work / "state", scratch_dir=work / "scratch", seed=1, node_id="near")
+    rss = TreeRss()
+    t0 = time.perf_counter()
+    state = st.fit({"in": ShardSet(files=tuple(files))}, ctx)
+    t_fit = time.perf_counter() - t0
+    removed: set[str] = set()
+    for f in files:  # apply (the map phase the executor runs per shard)
+        r = st.apply(pq.read_table(f, columns=["id"]), state)
+        if r.rejected is not None:
+            removed.update(r.rejected.column("id").to_pylist())
+    wall = time.perf_counter() - t0
+    rss.stop = True
+    runner.pool.shutdown()
+    self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return removed, {"wall_s": round(wall, 2), "fit_s": round(t_fit, 2), "peak_tree_rss_mb": round(rss.peak / 2**20),
+                     "max_single_rss_mb": round(max(self_peak, child_peak)), "stats": state["stats"]}
+
+
+def run_datasketch(files: list[str], threshold: float = 0.8, num_perm: int = 128) -> tuple[set[str], float]:
+    """datasketch MinHashLSH, streaming keep-first, plus an estimated-Jaccard check (peer baseline)."""
+    from datasketch import MinHash, MinHashLSH
+
+    from curate.text.minhash import shingle_strings
+
+    t0 = time.perf_counter()
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    sigs: dict[str, MinHash] = {}
+    removed: set[str] = set()
+    for f in files:
+        t = pq.read_table(f, columns=["id", "text"])
+        for i, text in zip(t.column("id").to_pylist(), t.column("text").to_pylist()):
+            m = MinHash(num_perm=num_perm, seed=1)
+            m.update_batch([s.encode("utf-8") for s in shingle_strings(text or "", 5)])
+            if any(sigs[c].jaccard(m) >= threshold for c in lsh.query(m)):
+                removed.add(i)
+                continue
+            lsh.insert(i, m)
+            sigs[i] = m
+    return removed, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--data", default=None, help="dev set dir with shards/ and ground_truth/")
+    ap.add_argument("--eval", default=str(Path(__file__).resolve().parents[2] / "shared/tools/eval_dedup.py"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--verify", type=float, default=0.8)
+    ap.add_argument("--split", default="coverage", choices=["keep", "coverage"])
+    ap.add_argument("--no-datasketch", action="store_true")
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="dedup-bench-"))
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    corpus = None
+    if a.data:
+        files = sorted(glob.glob(os.path.join(a.data, "shards", "*.parquet")))
+        n_docs = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    else:
+        from curate.testing.neardup import jaccard_bins, make_corpus
+
+        t0 = time.perf_counter()
+        corpus = make_corpus(a.docs, seed=a.seed)
+        print(f"generated {a.docs} docs + exact ground truth in {time.perf_counter() - t0:.1f}s; "
+              f"pairs by J: {jaccard_bins(corpus)}")
+        tbl = corpus.table()
+        files = []
+        for k, idx in enumerate(np.array_split(np.arange(tbl.num_rows), 8)):
+            f = work / "in" / f"part-{k:05d}.parquet"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(tbl.take(pa.array(idx, pa.int64())), f)
+            files.append(str(f))
+        n_docs = tbl.num_rows
+        del tbl
+
+    params = {"verify_jaccard": a.verify, "verify_split": a.split, "write_index": str(work / "index")}
+    removed, info = run_curate(files, work / "curate", params, a.workers)
+    idx_bands = _dir_bytes(work / "index", "bands-*.parquet")
+    idx_sets = _dir_bytes(work / "index", "sets-*.parquet")
+    kept_docs = n_docs - len(removed)
+    print(f"curate minhash_dedup (14x8, verify {a.verify}, split {a.split}, {a.workers} workers): "
+          f"wall {info['wall_s']}s (fit {info['fit_s']}s), peak tree RSS {info['peak_tree_rss_mb']} MB, "
+          f"max single-process RSS {info['max_single_rss_mb']} MB")
+    print(f"  index: {idx_bands / max(kept_docs, 1):.0f} bytes/doc (band keys), "
+          f"{(idx_bands + idx_sets) / max(kept_docs, 1):.0f} bytes/doc with verification sets")
+    print(f"  fit stats: {json.dumps(info['stats'])}")
+
+    def score(rem: set[str], label: str) -> dict:
+        if corpus is not None:
+            from curate.testing.neardup import score_removals
+
+            return score_removals(corpus, rem, 0.8)
+        out = work / f"{label}.removed"
+        out.write_text("".join(f"{i}\n" for i in sorted(rem)))
+        r = subprocess.run([sys.executable, a.eval, "--gt", os.path.join(a.data, "ground_truth"),
+                            "--removed-ids", str(out), "--t", "0.8", "--label", label],
+                           capture_output=True, text=True, check=True)
+        return json.loads(r.stdout)
+
+    m = score(removed, "curate")
+    print(f"  T=0.8: precision {m['precision']:.4f} recall {m['recall']:.4f} F1 {m['f1']:.4f} "
+          f"(removed {m['removed']}, removable {m['removable']})")
+    if not a.no_datasketch:
+        rem_d, t_d = run_datasketch(files)
+        md = score(rem_d, "datasketch")
+        print(f"datasketch MinHashLSH(0.8, 128) + Jaccard check, 1 process: wall {t_d:.1f}s; "
+              f"T=0.8: precision {md['precision']:.4f} recall {md['recall']:.4f} F1 {md['f1']:.4f}")
+        print(f"ratios: speed {t_d / info['wall_s']:.2f}x datasketch, F1 {m['f1'] - md['f1']:+.4f}")
+    print("datatrove: not run (needs a separate environment with xxhash<4, spacy, tokenizers)")
+
+
+if __name__ == "__main__":
+    main()
