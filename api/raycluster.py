@@ -53,11 +53,20 @@ def tcp_alive(address: str, timeout: float = 0.5) -> bool:
 
 
 def _pgid_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is left in process group ``pgid``."""
     try:
         os.killpg(pgid, 0)
-        return True
     except (ProcessLookupError, PermissionError):
         return False
+    import psutil
+
+    for p in psutil.process_iter(["status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 class EmbeddedRay:
@@ -91,8 +100,23 @@ class EmbeddedRay:
             "RAY_USAGE_STATS_ENABLED": "0",
         }
 
+    def _is_ours(self, pgid: int) -> bool:
+        """Whether ``pgid`` still leads our ``ray start`` (guards against pid reuse)."""
+        try:
+            import psutil
+
+            return str(self.temp_dir) in " ".join(psutil.Process(pgid).cmdline())
+        except Exception:  # noqa: BLE001 - gone, zombie or not ours
+            return False
+
     def alive(self) -> bool:
-        return bool(self.address and self.pgid and _pgid_alive(self.pgid) and tcp_alive(self.address))
+        return bool(
+            self.address
+            and self.pgid
+            and _pgid_alive(self.pgid)
+            and self._is_ours(self.pgid)
+            and tcp_alive(self.address)
+        )
 
     def start(self, timeout: float = 90.0) -> str:
         """Adopt a live head from an earlier run of the service, or start a new one."""
@@ -107,7 +131,8 @@ class EmbeddedRay:
                 self.adopted = True
                 log.info("re-using the embedded Ray head at %s", self.address)
                 return self.address  # type: ignore[return-value]
-            self._kill_group()
+            if self.pgid and self._is_ours(self.pgid):  # half-dead head of ours: clear it away
+                self._kill_group()
         port = free_port()
         cmd = [
             str(Path(sys.executable).with_name("ray")),
@@ -191,7 +216,16 @@ class EmbeddedRay:
                 return
 
     def stop(self) -> None:
-        """Stop the head (its whole process group) and forget it."""
+        """Stop the head (its whole process group) and forget it.
+
+        Works on a fresh object too: the process group is read from ``head.json``."""
+        if self.pgid is None and self.state_file.exists():
+            try:
+                self.pgid = int(json.loads(self.state_file.read_text())["pgid"])
+            except (ValueError, KeyError, OSError):
+                self.pgid = None
+            if self.pgid and not self._is_ours(self.pgid):
+                self.pgid = None  # long gone; the number may belong to someone else now
         self._kill_group()
         self.state_file.unlink(missing_ok=True)
         self.address = self.pgid = None
