@@ -398,8 +398,9 @@ class SelectTop(BarrierStage):
                 t_key, cut_id, n = find_cut(ctx, paths, target, by_id, pool_docs)
                 passes += n
             else:
-                worst = max(self._max_key(ctx, paths), 0)
+                worst = self._max_key(ctx, paths)  # pool_docs > 0, so some file has a key
                 t_key, cut_id = worst, None
+                passes += 1
                 if mode in ("budget_docs", "budget_tokens"):
                     unit = "documents" if mode == "budget_docs" else "tokens"
                     ctx.warnings.append(
