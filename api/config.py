@@ -1,6 +1,5 @@
 """Service configuration, read once from ``CURATE_*`` environment variables.
 
-=========================  ===============================================================
 ``CURATE_HOME``            state directory (DB, job dirs, schedule indexes); ``./.curate``
 ``CURATE_DB_URL``          SQLAlchemy URL; default ``sqlite:///$CURATE_HOME/curate.db``
 ``CURATE_API_TOKEN``       bearer token for mutating routes; unset -> loopback-only server
@@ -14,7 +13,10 @@
 ``CURATE_DRIVER_CMD``      driver command prefix (default ``<python> -m curate.cli run``)
 ``CURATE_RAY_CPUS``        CPUs of the embedded Ray head (default: all)
 ``CURATE_POLL_S``          supervisor poll interval in seconds (default 0.5)
-=========================  ===============================================================
+``CURATE_SCHEDULER_POLL_S`` scheduler tick interval in seconds (default 1)
+
+Ray processes started for the service inherit the environment, so Ray's own settings
+(e.g. ``RAY_memory_monitor_refresh_ms``) apply to the embedded head as usual.
 """
 
 from __future__ import annotations
