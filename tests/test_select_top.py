@@ -340,3 +340,17 @@ def test_select_top_same_on_ray_and_local(tmp_path, ray_local):
     la = {p.name: p.read_bytes() for p in (tmp_path / "out_l").glob("part-*")}
     lb = {p.name: p.read_bytes() for p in (tmp_path / "out_r").glob("part-*")}
     assert la == lb
+
+
+def test_large_pool_uses_histogram_passes_and_stays_exact(tmp_path):
+    n = 200_000
+    rng = np.random.default_rng(11)
+    scores = np.round(rng.random(n), 4)  # many ties
+    lens = rng.integers(1, 30, size=n)
+    text = pa.array(["x" * int(k) for k in lens])
+    t = pa.table({"id": pa.array([f"d{i}" for i in range(n)]), "text": text, "quality": scores})
+    state, res, _ = _fit_apply(tmp_path, t, n_files=4, fraction_chars=0.1)
+    exp = _brute(scores, lens, 0.1, "highest")
+    assert state["threshold"] == exp and state["stats"]["passes"] > 3  # histogram rounds were needed
+    assert res.kept.num_rows == int((scores >= exp).sum()) == state["stats"]["kept_docs"]
+    assert state["stats"]["kept_chars"] == int(lens[scores >= exp].sum())
