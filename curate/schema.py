@@ -2,9 +2,10 @@
 
 Every document row has a text column (``text`` by default, configurable per input) and
 an ``id``. When an input has no ``id`` column, curate assigns one at ingest: the
-16-hex-digit xxh3-64 of ``"<file path relative to the input's root>\\x00<row index in
-that file>"``. It is stable across runs, executors, batch sizes and however files are
-grouped into tasks; it changes only if a file is renamed or rewritten. ``source`` and
+16-hex-digit xxh3-64 of ``"<input name>\\x00<file path relative to the input's
+root>\\x00<row index in that file>"``. It is stable across runs, executors, batch sizes
+and however files are grouped into tasks; it changes only if the input is renamed in the
+spec or a file is renamed or rewritten. ``source`` and
 ``domain`` are carried when present; every other column passes through untouched.
 """
 

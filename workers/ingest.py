@@ -121,9 +121,9 @@ def _mk(name: str, path: str, rel: str, a: int, b: int, off: int, n: int, fp: st
     return Shard(name, path, rel, a, b, off, n, key, fp)
 
 
-def assign_ids(relpath: str, row_offset: int, n: int) -> pa.Array:
-    """Stable ids: xxh3-64 hex of "<relpath>\\x00<row index in file>" (see curate.schema)."""
-    prefix = relpath.encode() + b"\x00"
+def assign_ids(input_name: str, relpath: str, row_offset: int, n: int) -> pa.Array:
+    """Stable ids: xxh3-64 hex of "<input>\\x00<relpath>\\x00<row index in file>" (see curate.schema)."""
+    prefix = input_name.encode() + b"\x00" + relpath.encode() + b"\x00"
     return pa.array(
         [xxhash.xxh3_64_hexdigest(prefix + str(row_offset + i).encode()) for i in range(n)], pa.string()
     )
@@ -157,15 +157,15 @@ def read_shard(
         produced = True
         t = pa.Table.from_batches([rb])
         n = t.num_rows
-        yield _clean(t, inp, has_id, shard.relpath, row, max_doc_bytes)
+        yield _clean(t, inp, has_id, shard.input, shard.relpath, row, max_doc_bytes)
         row += n
     if not produced:
         t = pf.schema_arrow.empty_table()
-        yield _clean(t, inp, has_id, shard.relpath, row, max_doc_bytes)
+        yield _clean(t, inp, has_id, shard.input, shard.relpath, row, max_doc_bytes)
 
 
 def _clean(
-    t: pa.Table, inp: InputSpec, has_id: bool, relpath: str, row: int, max_doc_bytes: int
+    t: pa.Table, inp: InputSpec, has_id: bool, input_name: str, relpath: str, row: int, max_doc_bytes: int
 ) -> tuple[pa.Table, pa.Table | None]:
     n = t.num_rows
     tc = inp.text_column
@@ -173,7 +173,7 @@ def _clean(
         if inp.id_column != schema.ID:
             t = _set_col(t, schema.ID, t.column(inp.id_column))
     else:
-        t = _set_col(t, schema.ID, assign_ids(relpath, row, n), first=True)
+        t = _set_col(t, schema.ID, assign_ids(input_name, relpath, row, n), first=True)
     if inp.domain is not None:
         t = _set_col(t, schema.DOMAIN, pa.array([inp.domain] * n, pa.string()))
     col = t.column(tc)

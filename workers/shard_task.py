@@ -164,7 +164,7 @@ class ShardTask:
             c.docs_in += batch.num_rows
             c.bytes_in += utf8_bytes(batch.column(tc)) if tc in batch.column_names else 0
             kept = res.kept
-            if "mix_copy" in kept.column_names:
+            if "mix_copy" in kept.column_names and "mix_copy" not in batch.column_names:
                 originals = pc.sum(pc.equal(kept.column("mix_copy"), 0)).as_py() or 0
                 c.copies_added += kept.num_rows - originals
                 c.kept += originals
