@@ -154,3 +154,18 @@ def test_invalid_spec_raises_before_running(tmp_path):
     with pytest.raises(SpecError):
         _run(tmp_path, {"inputs": {"a": {"path": "x"}}, "nodes": [{"id": "n", "stage": "nope", "inputs": ["a"]}]})
     assert not (tmp_path / "job").exists()
+
+
+def test_ids_differ_across_inputs_with_the_same_layout(tmp_path):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        pq.write_table(pa.table({"text": ["same words here", "other words there"]}), tmp_path / d / "part-0.parquet")
+    spec = {
+        "inputs": {"a": {"path": str(tmp_path / "a/*.parquet")}, "b": {"path": str(tmp_path / "b/*.parquet")}},
+        "nodes": [{"id": "u", "stage": "union", "inputs": ["a", "b"]}],
+        "outputs": {"o": {"node": "u", "path": str(tmp_path / "out")}},
+    }
+    res = _run(tmp_path, spec)
+    ids = read_output(tmp_path / "out").column("id").to_pylist()
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert res.ledger["u"]["in"] == 4
