@@ -286,3 +286,17 @@ def test_sliced_and_chunked_arrow_inputs():
         expect = [len(D.wordpunct_tokenize((t or "").lower())) for t in part.to_pylist()]
         assert fz.counts(part)[1].tolist() == expect
         assert (fz.counts(part)[0] == sum(D.get_ngram_counts_py(t or "") for t in part.to_pylist())).all()
+
+
+def test_tiny_fraction_selects_nothing_with_warning(tmp_path):
+    files, texts, _ = _pool(tmp_path)
+    tgt = _write(tmp_path / "tgt.parquet", ["alpha1 alpha2"])
+    st = DsirResample(target=tgt, min_tokens=10, budget=0.001, budget_unit="fraction").bind("d", 11)
+    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="d")
+    state = st.fit({"pool": ShardSet(files=tuple(files))}, ctx)
+    assert any("rounds to 0" in w for w in ctx.warnings)
+    kept, rej = _run(st, files, state)
+    assert kept.num_rows == 0 and rej.num_rows == len(texts)
+    import json
+
+    json.dumps(state, allow_nan=False)  # strict JSON

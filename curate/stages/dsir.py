@@ -168,6 +168,8 @@ class _SelectedCountPartial:
 
 def _selected(ids: list, logw: np.ndarray, ntok: np.ndarray, state: dict, min_tokens: int, top_k: bool) -> np.ndarray:
     elig = ntok >= min_tokens
+    if state.get("select_none"):
+        return np.zeros(len(ntok), dtype=bool)
     if state["threshold_key"] is None:
         return elig
     key, tie = _keys(ids, logw, state["seed"], top_k)
@@ -303,8 +305,8 @@ class DsirResample(BarrierStage):
                 ctx.warnings.append(msg)
                 stats["warning"] = msg
         elif k <= 0:
-            state["threshold_key"] = math.inf
-            state["threshold_tie"] = 0
+            state["select_none"] = True
+            ctx.warnings.append(f"dsir_resample: budget {p.budget:g} {p.budget_unit} rounds to 0 documents")
         else:
             part = _CandidatePartial(fz_args, col, ld, seed, p.top_k, p.min_tokens, unit, k)
             best = None
@@ -316,6 +318,8 @@ class DsirResample(BarrierStage):
                 state["threshold_key"] = float(best["key"][-1])
                 state["threshold_tie"] = int(best["tie"][-1])
         stats["threshold_key"] = state["threshold_key"]
+        if p.top_k and state["threshold_key"] is not None:
+            stats["thresholds"] = {schema.DSIR_LOGW: [state["threshold_key"]]}  # drawn by the report
         # 4. KL reduction
         if p.compute_kl:
             sp = _SelectedCountPartial(fz_args, col, ld, state, p.min_tokens, p.top_k)

@@ -298,6 +298,9 @@ class PerplexityFilter(BarrierStage):
             state["all_tail"] = True
         if state["cutoffs"] is not None:
             stats["cutoffs_used"] = {"head_below": state["cutoffs"][0], "tail_from": state["cutoffs"][1]}
+            stats["thresholds"] = {p.column: list(state["cutoffs"])}  # drawn by the report
+        elif p.method == "max":
+            stats["thresholds"] = {p.column: [p.max_perplexity]}
         state["stats"] = stats
         return state
 
