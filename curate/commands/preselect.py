@@ -60,6 +60,9 @@ def losses(
     mode: str = typer.Option("ccnet_faithful", "--mode", help="KenLM: ccnet_faithful | per_line"),
     sentencepiece: Path | None = typer.Option(None, "--sentencepiece", help="KenLM: SentencePiece model"),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Documents per batch"),
+    input_name: str = typer.Option(
+        "corpus", "--input-name", help="Assign ids as a pipeline would for a spec input of this name"
+    ),
 ) -> None:
     """Per-document bits per character under each model (the loss matrix)."""
     from curate.preselect import ModelSpec, compute_losses
@@ -74,7 +77,7 @@ def losses(
         models = [
             s.load(not no_normalize, mode, str(sentencepiece) if sentencepiece else None) for s in specs
         ]
-        summary = compute_losses(corpus, models, out_path, text_column, batch_size, keep_column)
+        summary = compute_losses(corpus, models, out_path, text_column, batch_size, keep_column, input_name)
     except StageError as e:
         fail(str(e))
     out.print(

@@ -209,8 +209,9 @@ def _open(path: str):
     return path
 
 
-def _ids_for(rel: str, offset: int, n: int) -> pa.Array:
-    prefix = rel.encode() + b"\x00"
+def _ids_for(input_name: str, rel: str, offset: int, n: int) -> pa.Array:
+    """Ingest's id formula (curate.schema): xxh3-64 of "<input>\\0<relpath>\\0<row>"."""
+    prefix = input_name.encode() + b"\x00" + rel.encode() + b"\x00"
     return pa.array(
         [xxhash.xxh3_64_hexdigest(prefix + str(offset + i).encode()) for i in range(n)], pa.string()
     )
@@ -223,10 +224,12 @@ def compute_losses(
     text_column: str = schema.TEXT,
     batch_size: int = 1024,
     keep_columns: Sequence[str] | None = None,
+    input_name: str = "corpus",
 ) -> dict[str, Any]:
     """Write the loss matrix for a Parquet corpus: one row per non-empty document.
 
-    Columns: ``id`` (the input's, or assigned like ingest does), ``text``, any
+    Columns: ``id`` (the input's own, or assigned exactly as ingest does for a spec input
+    named ``input_name`` over the same path, so ids match a pipeline's), ``text``, any
     ``keep_columns`` present, ``n_chars`` and ``bpc_<model>`` per model. Returns a summary
     (also stored in the Parquet metadata and next to the file as ``<out>.json``).
     """
@@ -260,7 +263,7 @@ def compute_losses(
                 ids = (
                     t.column(schema.ID).cast(pa.string())
                     if schema.ID in t.column_names
-                    else _ids_for(rel, offset, t.num_rows)
+                    else _ids_for(input_name, rel, offset, t.num_rows)
                 )
                 offset += t.num_rows
                 texts = t.column(text_column).to_pylist()
