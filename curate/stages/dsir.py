@@ -365,12 +365,11 @@ class DsirResample(BarrierStage):
         short = ntok < p.min_tokens
         keep = sel | (short & (p.short_docs == "keep"))
         reason = np.where(short, TOO_FEW_TOKENS, NOT_SELECTED).astype(object)
-        detail = np.array(
-            [
-                f"tokens={t} < min_tokens={p.min_tokens}" if s else f"dsir_logw={w:.6f}"
-                for t, s, w in zip(ntok.tolist(), short.tolist(), logw.tolist())
-            ],
-            dtype=object,
-        ) if not keep.all() else np.full(n, "", dtype=object)
+        detail = np.full(n, "", dtype=object)
+        rej = np.flatnonzero(~keep)
+        detail[rej] = [
+            f"tokens={t} < min_tokens={p.min_tokens}" if s else f"dsir_logw={w:.6f}"
+            for t, s, w in zip(ntok[rej].tolist(), short[rej].tolist(), logw[rej].tolist())
+        ]
         out = batch.append_column(schema.DSIR_LOGW, pa.array(logw, type=pa.float64()))
         return split_batch(out, keep, pa.array(reason, pa.string()), pa.array(detail, pa.string()))
