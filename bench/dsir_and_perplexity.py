@@ -100,8 +100,13 @@ def bench_dsir(docs: list[str], ref_docs: int) -> dict:
         tgt = Path(tmp) / "tgt.parquet"
         pq.write_table(pa.table({"text": docs[: len(docs) // 10]}), tgt)
         st = DsirResample(target=str(tgt), budget=0.1, budget_unit="fraction", min_tokens=100).bind("dsir", 1)
-        ctx = FitContext(runner=LocalTaskRunner(), state_dir=Path(tmp) / "st", scratch_dir=Path(tmp) / "sc", seed=1,
-                         node_id="dsir")
+        ctx = FitContext(
+            runner=LocalTaskRunner(),
+            state_dir=Path(tmp) / "st",
+            scratch_dir=Path(tmp) / "sc",
+            seed=1,
+            node_id="dsir",
+        )
         state, c, w = _timed(st.fit, {"pool": ShardSet(files=(str(pool),))}, ctx)
         res["stage_fit_cpu_s"] = c
         res["stage_fit_passes"] = "target + raw counts + Gumbel candidates + KL counts"
@@ -127,7 +132,10 @@ def bench_dsir(docs: list[str], ref_docs: int) -> dict:
     sub = docs[:ref_docs]
 
     def ref() -> list[float]:
-        return [float(np.dot(get_ngram_counts(d, n=2, num_buckets=10000, tokenizer=wpt.tokenize), ld)) for d in sub]
+        return [
+            float(np.dot(get_ngram_counts(d, n=2, num_buckets=10000, tokenizer=wpt.tokenize), ld))
+            for d in sub
+        ]
 
     ref_w, c, w = _timed(ref)
     res["reference"] = "data-selection 1.0.3 get_ngram_counts + dot"
@@ -136,11 +144,14 @@ def bench_dsir(docs: list[str], ref_docs: int) -> dict:
     ours = D.HashedNgramFeaturizer().score(pa.array(sub), ld)[0]
     res["max_abs_logw_diff_vs_reference"] = float(np.max(np.abs(np.array(ref_w) - ours)))
     feats_equal = all(
-        (get_ngram_counts(d, n=2, num_buckets=10000, tokenizer=wpt.tokenize) == fz.dense(d)).all() for d in sub[:300]
+        (get_ngram_counts(d, n=2, num_buckets=10000, tokenizer=wpt.tokenize) == fz.dense(d)).all()
+        for d in sub[:300]
     )
     res["features_identical_first_300"] = bool(feats_equal)
     res["speedup_kernel_vs_reference"] = res["kernel_warm_docs_per_cpu_s"] / res["reference_docs_per_cpu_s"]
-    res["speedup_stage_apply_vs_reference"] = res["stage_apply_docs_per_cpu_s"] / res["reference_docs_per_cpu_s"]
+    res["speedup_stage_apply_vs_reference"] = (
+        res["stage_apply_docs_per_cpu_s"] / res["reference_docs_per_cpu_s"]
+    )
     return res
 
 
@@ -155,7 +166,9 @@ def bench_perplexity(docs: list[str], order: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "lm.arpa"
         info, c, w = _timed(train_lm, docs[: max(500, len(docs) // 4)], order, model)
-        res["train"] = {k: info[k] for k in ("backend", "sentences", "tokens", "ngrams")} | {"cpu_s": round(c, 2)}
+        res["train"] = {k: info[k] for k in ("backend", "sentences", "tokens", "ngrams")} | {
+            "cpu_s": round(c, 2)
+        }
         normalized = [ccnet.normalize(d) for d in docs]
         m = kenlm.Model(str(model))
         batch = pa.table({"id": [str(i) for i in range(len(docs))], "text": normalized})
@@ -179,7 +192,11 @@ def bench_perplexity(docs: list[str], order: int) -> dict:
 
         raw()
         best = {}
-        for name, fn in (("raw", raw), ("stage", lambda: stage(st)), ("stage_no_norm", lambda: stage(st_nonorm))):
+        for name, fn in (
+            ("raw", raw),
+            ("stage", lambda: stage(st)),
+            ("stage_no_norm", lambda: stage(st_nonorm)),
+        ):
             best[name] = min(_timed(fn)[1] for _ in range(3))
         res["raw_kenlm_docs_per_cpu_s"] = len(docs) / best["raw"]
         res["stage_docs_per_cpu_s"] = len(docs) / best["stage"]
@@ -199,19 +216,31 @@ def main() -> None:
     a = ap.parse_args()
     pin = _pin_one_cpu()
     docs = _docs(a.data, a.docs)
-    out = {"cpu": pin, "dsir": bench_dsir(docs, a.ref_docs), "perplexity": bench_perplexity(docs[: a.pp_docs], a.order)}
+    out = {
+        "cpu": pin,
+        "dsir": bench_dsir(docs, a.ref_docs),
+        "perplexity": bench_perplexity(docs[: a.pp_docs], a.order),
+    }
     d, p = out["dsir"], out["perplexity"]
     print(json.dumps(out, indent=2, default=float))
-    print(f"\nDSIR scoring, one CPU, {d['mean_bytes']:.0f}-byte docs: kernel {d['kernel_warm_docs_per_cpu_s']:,.0f} docs/s/core "
-          f"(cold cache {d['kernel_cold_docs_per_cpu_s']:,.0f}), full stage apply {d['stage_apply_docs_per_cpu_s']:,.0f} "
-          f"docs/s/core (target >= 20,000)")
+    print(
+        f"\nDSIR scoring, one CPU, {d['mean_bytes']:.0f}-byte docs: "
+        f"kernel {d['kernel_warm_docs_per_cpu_s']:,.0f} docs/s/core "
+        f"(cold cache {d['kernel_cold_docs_per_cpu_s']:,.0f}), "
+        f"full stage apply {d['stage_apply_docs_per_cpu_s']:,.0f} docs/s/core (target >= 20,000)"
+    )
     if "reference_docs_per_cpu_s" in d:
-        print(f"  data-selection 1.0.3: {d['reference_docs_per_cpu_s']:,.0f} docs/s/core -> kernel "
-              f"{d['speedup_kernel_vs_reference']:.1f}x, stage {d['speedup_stage_apply_vs_reference']:.1f}x; "
-              f"identical features: {d['features_identical_first_300']}, max |dlogw| {d['max_abs_logw_diff_vs_reference']:.2e}")
-    print(f"Perplexity (order {p['order']}): stage {p['stage_docs_per_cpu_s']:,.0f} docs/s vs raw kenlm.score "
-          f"{p['raw_kenlm_docs_per_cpu_s']:,.0f} docs/s -> {p['stage_vs_raw']:.2f}x (target >= 0.8x); "
-          f"without normalization {p['stage_no_norm_vs_raw']:.2f}x")
+        print(
+            f"  data-selection 1.0.3: {d['reference_docs_per_cpu_s']:,.0f} docs/s/core -> kernel "
+            f"{d['speedup_kernel_vs_reference']:.1f}x, stage {d['speedup_stage_apply_vs_reference']:.1f}x; "
+            f"identical features: {d['features_identical_first_300']}, "
+            f"max |dlogw| {d['max_abs_logw_diff_vs_reference']:.2e}"
+        )
+    print(
+        f"Perplexity (order {p['order']}): stage {p['stage_docs_per_cpu_s']:,.0f} docs/s vs raw kenlm.score "
+        f"{p['raw_kenlm_docs_per_cpu_s']:,.0f} docs/s -> {p['stage_vs_raw']:.2f}x (target >= 0.8x); "
+        f"without normalization {p['stage_no_norm_vs_raw']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

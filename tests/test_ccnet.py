@@ -64,7 +64,21 @@ def test_normalizer_reference_vectors():
 
 def test_fast_paths_match_straightforward_transcription():
     rng = random.Random(3)
-    alphabet = list("aBc Z09\t\n\x00\x7f\x85.,!") + ["é", "Ü", "٣", "—", "“", "，", "…", "\u0301", "ß", "İ", "Ⅻ", "²", "日"]
+    alphabet = list("aBc Z09\t\n\x00\x7f\x85.,!") + [
+        "é",
+        "Ü",
+        "٣",
+        "—",
+        "“",
+        "，",
+        "…",
+        "\u0301",
+        "ß",
+        "İ",
+        "Ⅻ",
+        "²",
+        "日",
+    ]
     for _ in range(2000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         assert ccnet.normalize(s) == _reference_normalize(s), repr(s)

@@ -55,7 +55,21 @@ def test_wordpunct_and_length_metadata():
 
 def test_numba_kernel_matches_python_reference_on_unicode():
     rng = random.Random(7)
-    alphabet = list("abcxyz ABC_09\t\n.,;!?()-—“”'") + ["é", "ü", "ß", "İ", "Σ", "日本", "語", "\u0301", "ﬁ", "١٢", "😀", "\u00a0", "\u2003"]
+    alphabet = list("abcxyz ABC_09\t\n.,;!?()-—“”'") + [
+        "é",
+        "ü",
+        "ß",
+        "İ",
+        "Σ",
+        "日本",
+        "語",
+        "\u0301",
+        "ﬁ",
+        "١٢",
+        "😀",
+        "\u00a0",
+        "\u2003",
+    ]
     docs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)]
     docs.append("x" * 300 + " " + "y" * 200)  # n-grams longer than one SHA block
     for n, b in ((1, 10000), (2, 10000), (3, 997)):
@@ -135,8 +149,14 @@ def _write(path: Path, texts: list, ids: list[str] | None = None, col: str = "te
 
 
 def _fit(tmp: Path, stage: DsirResample, files: list[str], extra: dict | None = None) -> dict:
-    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp / "state", scratch_dir=tmp / "scr", seed=11, node_id="d",
-                     batch_size=7)
+    ctx = FitContext(
+        runner=LocalTaskRunner(),
+        state_dir=tmp / "state",
+        scratch_dir=tmp / "scr",
+        seed=11,
+        node_id="d",
+        batch_size=7,
+    )
     return stage.fit({"pool": ShardSet(files=tuple(files)), **(extra or {})}, ctx)
 
 
@@ -165,7 +185,9 @@ def test_stage_reproduces_reference_weights_and_rejects(tmp_path):
     assert set(rej.column("reason").to_pylist()) == {"dsir_not_selected"}
     assert rej.column("detail").to_pylist() == ["dsir_logw=-103.860135"] * 2
     s = state["stats"]
-    assert s["selected_docs"] == 2 and s["pool_docs"] == 4 and s["target_ngrams"] == 22 and s["raw_ngrams"] == 36
+    assert (
+        s["selected_docs"] == 2 and s["pool_docs"] == 4 and s["target_ngrams"] == 22 and s["raw_ngrams"] == 36
+    )
     assert s["kl_reduction"] > 0
 
 
@@ -180,11 +202,19 @@ def _pool(tmp_path: Path, n_files: int = 1):
         texts.append(" ".join(rng.choice(pool, size=k)))
         ids.append(f"id{i:04d}")
     step = len(texts) // n_files + 1
-    return [
-        _write(tmp_path / f"pool{n_files}-{j}.parquet", texts[j * step : (j + 1) * step], ids[j * step : (j + 1) * step])
-        for j in range(n_files)
-        if texts[j * step : (j + 1) * step]
-    ], texts, ids
+    return (
+        [
+            _write(
+                tmp_path / f"pool{n_files}-{j}.parquet",
+                texts[j * step : (j + 1) * step],
+                ids[j * step : (j + 1) * step],
+            )
+            for j in range(n_files)
+            if texts[j * step : (j + 1) * step]
+        ],
+        texts,
+        ids,
+    )
 
 
 @pytest.mark.parametrize("unit,budget", [("docs", 25), ("tokens", 400), ("fraction", 0.25)])
@@ -227,8 +257,13 @@ def test_seed_changes_selection_and_top_k_is_deterministic(tmp_path):
     state = _fit(tmp_path / "tk", st, files)
     kept, rej = _run(st, files, state)
     lw_kept = kept.column("dsir_logw").to_numpy()
-    lw_rej = np.array([w for w, r in zip(rej.column("dsir_logw").to_pylist(), rej.column("reason").to_pylist())
-                       if r == "dsir_not_selected"])
+    lw_rej = np.array(
+        [
+            w
+            for w, r in zip(rej.column("dsir_logw").to_pylist(), rej.column("reason").to_pylist())
+            if r == "dsir_not_selected"
+        ]
+    )
     assert lw_kept.min() >= lw_rej.max()
 
 
@@ -236,7 +271,9 @@ def test_budget_larger_than_pool_keeps_all_with_warning(tmp_path):
     files, texts, _ = _pool(tmp_path)
     tgt = _write(tmp_path / "tgt.parquet", ["alpha1 alpha2"])
     st = DsirResample(target=tgt, min_tokens=10, budget=10_000, short_docs="keep").bind("d", 11)
-    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="d")
+    ctx = FitContext(
+        runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="d"
+    )
     state = st.fit({"pool": ShardSet(files=tuple(files))}, ctx)
     assert "keeping every eligible document" in state["stats"]["warning"]
     assert ctx.warnings and "budget" in ctx.warnings[0]
@@ -269,9 +306,14 @@ def test_bad_targets_and_params(tmp_path):
         _fit(tmp_path, DsirResample(target=blank, budget=5).bind("d", 1), files)
     with pytest.raises(StageError, match="not among the node's inputs"):
         _fit(tmp_path, DsirResample(target="ghost", budget=5).bind("d", 1), files)
-    for bad, name in (({"budget": 1.5, "budget_unit": "fraction"}, "budget"), ({"budget": 2.5}, "budget"),
-                      ({"budget": 5, "replacement": True}, "replacement"), ({"budget": 0}, "budget"),
-                      ({"budget": 5, "num_buckets": 0}, "num_buckets"), ({"budget": 5, "bogus": 1}, "bogus")):
+    for bad, name in (
+        ({"budget": 1.5, "budget_unit": "fraction"}, "budget"),
+        ({"budget": 2.5}, "budget"),
+        ({"budget": 5, "replacement": True}, "replacement"),
+        ({"budget": 0}, "budget"),
+        ({"budget": 5, "num_buckets": 0}, "num_buckets"),
+        ({"budget": 5, "bogus": 1}, "bogus"),
+    ):
         with pytest.raises(ValidationError, match=name):
             DsirResample(target="x.parquet", **bad)
     assert target_is_path("data/x/*.parquet") and target_is_path("t.parquet") and not target_is_path("tgt")
@@ -292,7 +334,9 @@ def test_tiny_fraction_selects_nothing_with_warning(tmp_path):
     files, texts, _ = _pool(tmp_path)
     tgt = _write(tmp_path / "tgt.parquet", ["alpha1 alpha2"])
     st = DsirResample(target=tgt, min_tokens=10, budget=0.001, budget_unit="fraction").bind("d", 11)
-    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="d")
+    ctx = FitContext(
+        runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="d"
+    )
     state = st.fit({"pool": ShardSet(files=tuple(files))}, ctx)
     assert any("rounds to 0" in w for w in ctx.warnings)
     kept, rej = _run(st, files, state)

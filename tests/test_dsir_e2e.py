@@ -80,12 +80,19 @@ def test_dsir_local_target_node(tmp_path, corpus):
     res = run_pipeline(_spec(corpus, tmp_path / "out", "tgt"), executor="local", job_dir=tmp_path / "job")
     kept = _check(res, tmp_path / "out")
     # rejected rows carry the reason and the weight
-    rej = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "job/rejects/dsir").glob("*.parquet"))])
+    rej = pa.concat_tables(
+        [pq.read_table(p) for p in sorted((tmp_path / "job/rejects/dsir").glob("*.parquet"))]
+    )
     row = rej.filter(pa.compute.equal(rej.column("reason"), "dsir_not_selected")).slice(0, 1).to_pylist()[0]
-    assert row["detail"].startswith("dsir_logw=") and float(row["detail"].split("=")[1]) == pytest.approx(row["dsir_logw"], abs=1e-6)
+    assert row["detail"].startswith("dsir_logw=") and float(row["detail"].split("=")[1]) == pytest.approx(
+        row["dsir_logw"], abs=1e-6
+    )
     # a Parquet-path target gives the very same selection
-    res2 = run_pipeline(_spec(corpus, tmp_path / "out2", str(corpus / "target" / "*.parquet")), executor="local",
-                        job_dir=tmp_path / "job2")
+    res2 = run_pipeline(
+        _spec(corpus, tmp_path / "out2", str(corpus / "target" / "*.parquet")),
+        executor="local",
+        job_dir=tmp_path / "job2",
+    )
     kept2 = _check(res2, tmp_path / "out2")
     assert kept.column("id").to_pylist() == kept2.column("id").to_pylist()
 

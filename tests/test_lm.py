@@ -137,13 +137,29 @@ def test_cli_lm_train_info_score(tmp_path: Path):
     from curate.testing import textgen
 
     pq.write_table(pa.table({"body": textgen.prose_paragraphs(200, 2)}), tmp_path / "c.parquet")
-    r = CliRunner().invoke(app, ["lm", "train", str(tmp_path / "c.parquet"), "--order", "3", "--out",
-                                 str(tmp_path / "lm.arpa"), "--text-column", "body", "--backend", "numpy"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "lm",
+            "train",
+            str(tmp_path / "c.parquet"),
+            "--order",
+            "3",
+            "--out",
+            str(tmp_path / "lm.arpa"),
+            "--text-column",
+            "body",
+            "--backend",
+            "numpy",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["order"] == 3
     r = CliRunner().invoke(app, ["lm", "info", str(tmp_path / "lm.arpa")])
     assert r.exit_code == 0 and json.loads(r.stdout)["order"] == 3
     r = CliRunner().invoke(app, ["lm", "score", str(tmp_path / "lm.arpa"), "The module provides functions."])
     assert r.exit_code == 0 and json.loads(r.stdout)["perplexity"] > 1
-    r = CliRunner().invoke(app, ["lm", "train", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "y.arpa")])
+    r = CliRunner().invoke(
+        app, ["lm", "train", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "y.arpa")]
+    )
     assert r.exit_code == 1 and "no text column 'text'" in " ".join(r.output.split())

@@ -79,8 +79,13 @@ def test_sentencepiece_pipeline(tmp_path: Path):
     docs = textgen.prose_paragraphs(300, 4)
     norm = tmp_path / "norm.txt"
     norm.write_text("\n".join(ccnet.normalize(d) for d in docs))
-    spm.SentencePieceTrainer.train(input=str(norm), model_prefix=str(tmp_path / "sp"), vocab_size=300,
-                                   model_type="unigram", character_coverage=1.0)
+    spm.SentencePieceTrainer.train(
+        input=str(norm),
+        model_prefix=str(tmp_path / "sp"),
+        vocab_size=300,
+        model_type="unigram",
+        character_coverage=1.0,
+    )
     sp_model = tmp_path / "sp.model"
     info = train_lm(docs, 3, tmp_path / "sp.arpa", sentencepiece=sp_model, backend="numpy")
     assert info["sentencepiece"] == str(sp_model)
@@ -107,7 +112,9 @@ def _fit_filter(tmp_path: Path, stage: PerplexityFilter, tables: list[pa.Table])
         f = tmp_path / f"pp-{i}.parquet"
         pq.write_table(t, f)
         files.append(str(f))
-    ctx = FitContext(runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="f")
+    ctx = FitContext(
+        runner=LocalTaskRunner(), state_dir=tmp_path / "st", scratch_dir=tmp_path / "sc", seed=1, node_id="f"
+    )
     return stage.fit({"up": ShardSet(files=tuple(files))}, ctx), files
 
 
@@ -142,7 +149,8 @@ def test_filter_learned_buckets(tmp_path: Path):
     assert reasons.count("missing_perplexity") == 2
     assert reasons.count("perplexity_bucket") == int((finite >= p60).sum())
     assert r.rejected.filter(pa.compute.equal(r.rejected.column("reason"), "perplexity_bucket")).column(
-        "ccnet_bucket").to_pylist() == ["tail"] * int((finite >= p60).sum())
+        "ccnet_bucket"
+    ).to_pylist() == ["tail"] * int((finite >= p60).sum())
 
 
 def test_filter_explicit_cutoffs_and_max(tmp_path: Path):
@@ -156,14 +164,21 @@ def test_filter_explicit_cutoffs_and_max(tmp_path: Path):
     st = PerplexityFilter(method="max", max_perplexity=400).bind("f", 1)
     state, _ = _fit_filter(tmp_path / "m", st, [t])
     r = st.apply(t, state)
-    assert r.kept.column("id").to_pylist() == ["a", "b"] and r.kept.column("ccnet_bucket").to_pylist() == ["all", "all"]
+    assert r.kept.column("id").to_pylist() == ["a", "b"] and r.kept.column("ccnet_bucket").to_pylist() == [
+        "all",
+        "all",
+    ]
     assert set(r.rejected.column("reason").to_pylist()) == {"perplexity_too_high"}
 
 
 def test_filter_params_and_missing_column(tmp_path: Path):
-    for bad, name in (({"method": "cutoffs"}, "cutoffs"), ({"method": "max"}, "max_perplexity"),
-                      ({"percentiles": (60, 30)}, "percentiles"), ({"keep_buckets": ["best"]}, "keep_buckets"),
-                      ({"max_perplexity": -1}, "max_perplexity")):
+    for bad, name in (
+        ({"method": "cutoffs"}, "cutoffs"),
+        ({"method": "max"}, "max_perplexity"),
+        ({"percentiles": (60, 30)}, "percentiles"),
+        ({"keep_buckets": ["best"]}, "keep_buckets"),
+        ({"max_perplexity": -1}, "max_perplexity"),
+    ):
         with pytest.raises(ValidationError, match=name):
             PerplexityFilter(**bad)
     st = PerplexityFilter().bind("f", 1)

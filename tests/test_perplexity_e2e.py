@@ -25,8 +25,11 @@ def setup(tmp_path_factory) -> tuple[Path, Path, int]:
     kinds = ["prose"] * len(held) + ["boilerplate"] * 60 + ["shuffled"] * 60 + ["control"]
     (root / "in").mkdir()
     for j in range(3):
-        pq.write_table(pa.table({"text": texts[j::3], "kind": kinds[j::3]}), root / "in" / f"part-{j}.parquet",
-                       row_group_size=16)
+        pq.write_table(
+            pa.table({"text": texts[j::3], "kind": kinds[j::3]}),
+            root / "in" / f"part-{j}.parquet",
+            row_group_size=16,
+        )
     return root, model, len(texts)
 
 
@@ -38,7 +41,12 @@ def _spec(root: Path, model: Path, out: Path) -> dict:
         "inputs": {"docs": {"path": str(root / "in" / "*.parquet")}},
         "nodes": [
             {"id": "score", "stage": "perplexity_score", "inputs": ["docs"], "params": {"model": str(model)}},
-            {"id": "select", "stage": "perplexity_filter", "inputs": ["score"], "params": {"keep_buckets": ["head"]}},
+            {
+                "id": "select",
+                "stage": "perplexity_filter",
+                "inputs": ["score"],
+                "params": {"keep_buckets": ["head"]},
+            },
         ],
         "outputs": {"kept": {"node": "select", "path": str(out)}},
     }
@@ -63,18 +71,32 @@ def _check(res, out: Path, n: int) -> pa.Table:
 
 def test_perplexity_pipeline_local(tmp_path, setup):
     root, model, n = setup
-    _check(run_pipeline(_spec(root, model, tmp_path / "o"), executor="local", job_dir=tmp_path / "j"), tmp_path / "o", n)
+    _check(
+        run_pipeline(_spec(root, model, tmp_path / "o"), executor="local", job_dir=tmp_path / "j"),
+        tmp_path / "o",
+        n,
+    )
 
 
 @pytest.mark.ray
 def test_perplexity_pipeline_ray_matches_local(tmp_path, setup, ray_local):
     root, model, n = setup
-    a = _check(run_pipeline(_spec(root, model, tmp_path / "ol"), executor="local", job_dir=tmp_path / "jl"), tmp_path / "ol", n)
-    b = _check(run_pipeline(_spec(root, model, tmp_path / "or"), executor="ray", job_dir=tmp_path / "jr"), tmp_path / "or", n)
+    a = _check(
+        run_pipeline(_spec(root, model, tmp_path / "ol"), executor="local", job_dir=tmp_path / "jl"),
+        tmp_path / "ol",
+        n,
+    )
+    b = _check(
+        run_pipeline(_spec(root, model, tmp_path / "or"), executor="ray", job_dir=tmp_path / "jr"),
+        tmp_path / "or",
+        n,
+    )
     assert a.equals(b)
 
 
 def test_missing_model_fails_clearly(tmp_path, setup):
     root, _, _ = setup
     with pytest.raises(JobFailed, match="language model not found"):
-        run_pipeline(_spec(root, tmp_path / "nope.arpa", tmp_path / "o"), executor="local", job_dir=tmp_path / "j")
+        run_pipeline(
+            _spec(root, tmp_path / "nope.arpa", tmp_path / "o"), executor="local", job_dir=tmp_path / "j"
+        )

@@ -4,28 +4,42 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
-app = typer.Typer(name="lm", help="Train and inspect n-gram language models (KenLM ARPA) for perplexity_score.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    name="lm",
+    help="Train and inspect n-gram language models (KenLM ARPA) for perplexity_score.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=True)
 
 
 @app.command("train")
 def train(
-    corpus: str = typer.Argument(..., help="Parquet file/glob/directory, .jsonl or .txt (one document per line)"),
+    corpus: str = typer.Argument(
+        ..., help="Parquet file/glob/directory, .jsonl or .txt (one document per line)"
+    ),
     order: int = typer.Option(5, "--order", "-o", min=1, max=10, help="n-gram order (CCNet uses 5)"),
     out: Path = typer.Option(..., "--out", help="Output ARPA path"),
     text_column: str = typer.Option("text", "--text-column", help="Text column (Parquet) or field (jsonl)"),
-    sentencepiece: Optional[Path] = typer.Option(None, "--sentencepiece", help="SentencePiece model applied after normalization"),
-    backend: str = typer.Option("auto", "--backend", help="auto (lmplz if on PATH, else numpy) | lmplz | numpy"),
-    discount_fallback: bool = typer.Option(True, "--discount-fallback/--no-discount-fallback",
-                                           help="Use lmplz's fallback discounts (0.5, 1, 1.5) when the closed form fails"),
-    no_normalize: bool = typer.Option(False, "--no-normalize", help="Skip CCNet normalization (text already normalized)"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most this many documents"),
+    sentencepiece: Path | None = typer.Option(
+        None, "--sentencepiece", help="SentencePiece model applied after normalization"
+    ),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (lmplz if on PATH, else numpy) | lmplz | numpy"
+    ),
+    discount_fallback: bool = typer.Option(
+        True,
+        "--discount-fallback/--no-discount-fallback",
+        help="Use lmplz's fallback discounts (0.5, 1, 1.5) when the closed form fails",
+    ),
+    no_normalize: bool = typer.Option(
+        False, "--no-normalize", help="Skip CCNet normalization (text already normalized)"
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most this many documents"),
 ) -> None:
     """CCNet-normalize a corpus (as perplexity_score does) and estimate a modified Kneser-Ney LM."""
     import itertools
@@ -39,8 +53,15 @@ def train(
         docs = iter_corpus(corpus, text_column)
         if limit:
             docs = itertools.islice(docs, limit)
-        info = train_lm(docs, order, out, sentencepiece=sentencepiece, backend=backend,  # type: ignore[arg-type]
-                        discount_fallback=discount_fallback, normalize=not no_normalize)
+        info = train_lm(
+            docs,
+            order,
+            out,
+            sentencepiece=sentencepiece,
+            backend=backend,  # type: ignore[arg-type]
+            discount_fallback=discount_fallback,
+            normalize=not no_normalize,
+        )
     except (EstimationError, ModelError, FileNotFoundError, ValueError, RuntimeError) as e:
         console.print(f"[red]lm train: {e}[/red]")
         raise typer.Exit(1) from e
@@ -66,7 +87,7 @@ def info(model: Path = typer.Argument(..., help="ARPA or kenlm binary model")) -
 def score(
     model: Path = typer.Argument(..., help="ARPA or kenlm binary model"),
     text: str = typer.Argument(..., help="Document text"),
-    sentencepiece: Optional[Path] = typer.Option(None, "--sentencepiece"),
+    sentencepiece: Path | None = typer.Option(None, "--sentencepiece"),
     mode: str = typer.Option("ccnet_faithful", "--mode", help="ccnet_faithful | per_line"),
 ) -> None:
     """CCNet perplexity of one document (the value perplexity_score writes)."""

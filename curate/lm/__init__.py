@@ -17,8 +17,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 from curate.lm.kneser_ney import EstimationError, NgramModel, estimate
 
@@ -195,7 +196,9 @@ def train_lm(
             with open(out, "wb") as fo:
                 r = subprocess.run(cmd, input=text.encode("utf-8"), stdout=fo, stderr=subprocess.PIPE)
             if r.returncode != 0:
-                raise EstimationError(f"lmplz failed ({r.returncode}): {r.stderr.decode(errors='replace')[-2000:]}")
+                raise EstimationError(
+                    f"lmplz failed ({r.returncode}): {r.stderr.decode(errors='replace')[-2000:]}"
+                )
     else:
         estimate(lines, order, discount_fallback=discount_fallback).write_arpa(str(out))
     orders = arpa_orders(out)

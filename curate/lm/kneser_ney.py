@@ -15,8 +15,8 @@ lookup is a ``searchsorted``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -105,7 +105,9 @@ class _Index:
         table = self.keys[n - 1]
         idx = np.searchsorted(table, key)
         idx_c = np.minimum(idx, len(table) - 1)
-        found = (pid >= 0) & (len(table) > 0) & (table[idx_c] == key) if len(table) else np.zeros(len(key), bool)
+        found = (
+            (pid >= 0) & (len(table) > 0) & (table[idx_c] == key) if len(table) else np.zeros(len(key), bool)
+        )
         return np.where(found, idx_c, -1)
 
 
@@ -147,10 +149,12 @@ def estimate(sentences: Iterable[Iterable[str]], order: int, discount_fallback: 
         m = len(w) - n + 1
         if m <= 0:
             raise EstimationError(f"the corpus has no {n}-grams; use a lower order than {order}")
-        valid = sent_id[: m] == sent_id[n - 1 :]
+        valid = sent_id[:m] == sent_id[n - 1 :]
         occ = np.stack([w[j : j + m][valid] for j in range(n)], axis=1)
         if occ.shape[0] == 0:
-            raise EstimationError(f"the corpus has no {n}-grams (sentences are too short); use a lower order than {order}")
+            raise EstimationError(
+                f"the corpus has no {n}-grams (sentences are too short); use a lower order than {order}"
+            )
         pid = index.lookup(occ[:, :-1]) if n > 1 else np.zeros(len(occ), dtype=np.int64)
         key = pid * index.V + occ[:, -1]
         uk, c = np.unique(key, return_counts=True)

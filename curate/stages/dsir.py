@@ -42,11 +42,17 @@ class DsirParams(StageParams):
             "in '.parquet'), or else the id of a node of the same DAG whose output is the target"
         )
     )
-    target_text_column: str = Field("text", description="Text column of a Parquet target (ignored for a DAG node)")
+    target_text_column: str = Field(
+        "text", description="Text column of a Parquet target (ignored for a DAG node)"
+    )
     num_buckets: int = Field(10000, ge=1, lt=2**31, description="Hash buckets shared by all n-gram orders")
     ngrams: int = Field(2, ge=1, le=5, description="Highest n-gram order: 2 = unigrams + bigrams (reference)")
-    smoothing: float = Field(0.0, ge=0, description="Laplace smoothing lambda added to every target bucket count")
-    min_tokens: int = Field(100, ge=0, description="Documents with fewer WordPunct tokens are not resampled (reference: 100)")
+    smoothing: float = Field(
+        0.0, ge=0, description="Laplace smoothing lambda added to every target bucket count"
+    )
+    min_tokens: int = Field(
+        100, ge=0, description="Documents with fewer WordPunct tokens are not resampled (reference: 100)"
+    )
     short_docs: Literal["reject", "keep"] = Field(
         "reject",
         description="What happens to documents under min_tokens: `reject` (reason too_few_tokens) or `keep` "
@@ -54,15 +60,20 @@ class DsirParams(StageParams):
     )
     budget: float = Field(gt=0, description="How much to select, in budget_unit")
     budget_unit: Literal["docs", "tokens", "fraction"] = Field(
-        "docs", description="docs: number of documents; tokens: WordPunct tokens; fraction: of eligible documents"
+        "docs",
+        description="docs: number of documents; tokens: WordPunct tokens; fraction: of eligible documents",
     )
     replacement: bool = Field(False, description="Sampling with replacement is not supported (must be false)")
     top_k: bool = Field(False, description="Deterministic top-k by weight instead of Gumbel top-k sampling")
-    compute_kl: bool = Field(True, description="Compute the KL-reduction metric (one more pass over the pool)")
-    seed: int | None = Field(None, description="Gumbel noise seed (default: the node seed derived from the spec seed)")
+    compute_kl: bool = Field(
+        True, description="Compute the KL-reduction metric (one more pass over the pool)"
+    )
+    seed: int | None = Field(
+        None, description="Gumbel noise seed (default: the node seed derived from the spec seed)"
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "DsirParams":
+    def _check(self) -> DsirParams:
         if self.replacement:
             raise ValueError("replacement: only sampling without replacement (false) is supported")
         if self.budget_unit == "fraction" and self.budget > 1:
@@ -131,8 +142,17 @@ def _trim(c: dict, unit: str, k: float) -> dict:
 class _CandidatePartial:
     """table -> best candidates (key, tie, tokens) among eligible documents."""
 
-    def __init__(self, fz_args: tuple, col: str, log_diff: np.ndarray, seed: int, top_k: bool,
-                 min_tokens: int, unit: str, k: float):
+    def __init__(
+        self,
+        fz_args: tuple,
+        col: str,
+        log_diff: np.ndarray,
+        seed: int,
+        top_k: bool,
+        min_tokens: int,
+        unit: str,
+        k: float,
+    ):
         self.fz = D.HashedNgramFeaturizer(*fz_args)
         self.col, self.log_diff, self.seed, self.top_k = col, log_diff, seed, top_k
         self.min_tokens, self.unit, self.k = min_tokens, unit, k
@@ -153,9 +173,17 @@ class _CandidatePartial:
 class _SelectedCountPartial:
     """table -> counts / docs / tokens of the selected documents."""
 
-    def __init__(self, fz_args: tuple, col: str, log_diff: np.ndarray, state: dict, min_tokens: int, top_k: bool):
+    def __init__(
+        self, fz_args: tuple, col: str, log_diff: np.ndarray, state: dict, min_tokens: int, top_k: bool
+    ):
         self.fz = D.HashedNgramFeaturizer(*fz_args)
-        self.col, self.log_diff, self.state, self.min_tokens, self.top_k = col, log_diff, state, min_tokens, top_k
+        self.col, self.log_diff, self.state, self.min_tokens, self.top_k = (
+            col,
+            log_diff,
+            state,
+            min_tokens,
+            top_k,
+        )
 
     def __call__(self, table: pa.Table) -> dict:
         text = _text(table, self.col)
@@ -166,7 +194,9 @@ class _SelectedCountPartial:
         return {"counts": counts, "docs": int(sel.sum()), "tokens": int(ntok[sel].sum())}
 
 
-def _selected(ids: list, logw: np.ndarray, ntok: np.ndarray, state: dict, min_tokens: int, top_k: bool) -> np.ndarray:
+def _selected(
+    ids: list, logw: np.ndarray, ntok: np.ndarray, state: dict, min_tokens: int, top_k: bool
+) -> np.ndarray:
     elig = ntok >= min_tokens
     if state.get("select_none"):
         return np.zeros(len(ntok), dtype=bool)
@@ -235,7 +265,9 @@ class DsirResample(BarrierStage):
             except Exception as e:  # noqa: BLE001 - report any unreadable file clearly
                 raise StageError(f"dsir_resample: cannot read target file {f}: {e}") from e
             if col not in names:
-                raise StageError(f"dsir_resample: target file {f} has no text column {col!r} (columns: {names})")
+                raise StageError(
+                    f"dsir_resample: target file {f} has no text column {col!r} (columns: {names})"
+                )
         return ShardSet(files=tuple(files), text_column=col), col
 
     def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
@@ -257,7 +289,9 @@ class DsirResample(BarrierStage):
         # 2. raw distribution
         raw = None
         for i in data_ids:
-            r = ctx.aggregate(inputs[i], _CountPartial(*fz_args, col, p.min_tokens), _merge_counts, columns=[col])
+            r = ctx.aggregate(
+                inputs[i], _CountPartial(*fz_args, col, p.min_tokens), _merge_counts, columns=[col]
+            )
             if r is not None:
                 raw = r if raw is None else _merge_counts(raw, r)
         stats: dict[str, Any] = {

@@ -15,7 +15,16 @@ from pydantic import Field, field_validator, model_validator
 
 from curate import schema
 from curate.lm import ModelError, arpa_orders, is_arpa, load_kenlm
-from curate.stage import BarrierStage, FitContext, MapResult, MapStage, ShardSet, StageError, StageParams, split_batch
+from curate.stage import (
+    BarrierStage,
+    FitContext,
+    MapResult,
+    MapStage,
+    ShardSet,
+    StageError,
+    StageParams,
+    split_batch,
+)
 from curate.text import ccnet
 
 EMPTY_REASON = schema.EMPTY_TEXT
@@ -45,16 +54,21 @@ def _count_words(buf: np.ndarray, lens: np.ndarray) -> np.ndarray:
 
 
 class PerplexityScoreParams(StageParams):
-    model: str = Field(description="KenLM model: ARPA text file or kenlm binary (trained e.g. with `curate lm train`)")
+    model: str = Field(
+        description="KenLM model: ARPA text file or kenlm binary (trained e.g. with `curate lm train`)"
+    )
     sentencepiece: str | None = Field(
         None, description="Optional SentencePiece model applied after normalization (pieces joined by spaces)"
     )
     mode: Literal["ccnet_faithful", "per_line"] = Field(
         "ccnet_faithful",
-        description="ccnet_faithful: normalize the whole document (newlines vanish) and score it as one line, "
+        description="ccnet_faithful: normalize the whole document (newlines vanish) and score it as one "
+        "line, "
         "as CCNet's released pipeline does; per_line: normalize and score each line",
     )
-    normalize: bool = Field(True, description="Apply CCNet normalization (turn off only for pre-normalized text)")
+    normalize: bool = Field(
+        True, description="Apply CCNet normalization (turn off only for pre-normalized text)"
+    )
     expected_order: int | None = Field(None, ge=1, description="Fail unless the model has this order")
     on_empty: Literal["reject", "score"] = Field(
         "reject",
@@ -105,7 +119,9 @@ class PerplexityScore(MapStage):
             try:
                 self._tok = ccnet.sentencepiece_tokenizer(self._sp_path)
             except Exception as e:  # noqa: BLE001
-                raise StageError(f"perplexity_score: cannot load SentencePiece model {self._sp_path}: {e}") from e
+                raise StageError(
+                    f"perplexity_score: cannot load SentencePiece model {self._sp_path}: {e}"
+                ) from e
 
     def run_stats(self) -> dict[str, Any]:
         """Model facts from the files alone (the driver never loads the model)."""
@@ -179,12 +195,15 @@ class PerplexityFilterParams(StageParams):
         "max: keep perplexity <= max_perplexity",
     )
     percentiles: tuple[float, float] = Field(
-        (30.0, 60.0), description="Percentiles for method=percentile: head < P_a <= middle < P_b <= tail (CCNet: 30, 60)"
+        (30.0, 60.0),
+        description="Percentiles for method=percentile: head < P_a <= middle < P_b <= tail (CCNet: 30, 60)",
     )
     cutoffs: tuple[float, float] | None = Field(
         None, description="Explicit (head, tail) perplexity cutoffs, e.g. CCNet English (340, 520)"
     )
-    max_perplexity: float | None = Field(None, gt=0, description="For method=max: keep documents at or below this")
+    max_perplexity: float | None = Field(
+        None, gt=0, description="For method=max: keep documents at or below this"
+    )
     keep_buckets: list[Literal["head", "middle", "tail"]] = Field(
         ["head", "middle"], description="Buckets kept (RedPajama-V2 keeps head and middle)"
     )
@@ -200,7 +219,7 @@ class PerplexityFilterParams(StageParams):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "PerplexityFilterParams":
+    def _check(self) -> PerplexityFilterParams:
         if self.method == "cutoffs" and self.cutoffs is None:
             raise ValueError("cutoffs: required when method=cutoffs")
         if self.method == "max" and self.max_perplexity is None:
@@ -281,7 +300,9 @@ class PerplexityFilter(BarrierStage):
                 if h is not None:
                     hist = h if hist is None else _hist_merge(hist, h)
             if hist is None or hist[1].sum() == 0:
-                ctx.warnings.append("perplexity_filter: no finite perplexity values; every document goes to tail")
+                ctx.warnings.append(
+                    "perplexity_filter: no finite perplexity values; every document goes to tail"
+                )
                 state["cutoffs"] = [-math.inf, -math.inf]
                 stats["docs"] = 0
             else:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 # Fixed CCNet punctuation map (34 entries).
 UNICODE_PUNCT: dict[str, str] = {
@@ -133,7 +134,10 @@ Mode = Literal["ccnet_faithful", "per_line"]
 
 
 def prepare_lines(
-    text: str, mode: Mode = "ccnet_faithful", tokenize: Callable[[str], str] | None = None, do_normalize: bool = True
+    text: str,
+    mode: Mode = "ccnet_faithful",
+    tokenize: Callable[[str], str] | None = None,
+    do_normalize: bool = True,
 ) -> list[str]:
     """The lines CCNet scores for one document (normalized, optionally SentencePiece'd)."""
     if mode == "ccnet_faithful":
@@ -167,7 +171,10 @@ def perplexity_from(log10_sum: float, length: int) -> float:
 
 
 def doc_perplexity(
-    model: Any, text: str, mode: Mode = "ccnet_faithful", tokenize: Callable[[str], str] | None = None,
+    model: Any,
+    text: str,
+    mode: Mode = "ccnet_faithful",
+    tokenize: Callable[[str], str] | None = None,
     do_normalize: bool = True,
 ) -> float:
     """Document perplexity exactly as CCNet computes it (rounded to 0.1)."""
@@ -180,7 +187,9 @@ def sentencepiece_tokenizer(model_path: str) -> Callable[[str], str]:
     try:
         import sentencepiece as spm
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise RuntimeError("a SentencePiece model was given but the `sentencepiece` package is not installed") from e
+        raise RuntimeError(
+            "a SentencePiece model was given but the `sentencepiece` package is not installed"
+        ) from e
     sp = spm.SentencePieceProcessor()
     if not sp.Load(str(model_path)):  # pragma: no cover - Load raises on failure in practice
         raise RuntimeError(f"cannot load SentencePiece model {model_path}")

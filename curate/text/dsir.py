@@ -22,7 +22,7 @@ import hashlib
 import math
 import re
 import sys
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numba as nb
 import numpy as np
@@ -98,14 +98,70 @@ def char_class_table() -> np.ndarray:
 
 _K = np.array(
     [
-        0x428A2F98, 0x71374491, 0xB5C0FBCF, 0xE9B5DBA5, 0x3956C25B, 0x59F111F1, 0x923F82A4, 0xAB1C5ED5,
-        0xD807AA98, 0x12835B01, 0x243185BE, 0x550C7DC3, 0x72BE5D74, 0x80DEB1FE, 0x9BDC06A7, 0xC19BF174,
-        0xE49B69C1, 0xEFBE4786, 0x0FC19DC6, 0x240CA1CC, 0x2DE92C6F, 0x4A7484AA, 0x5CB0A9DC, 0x76F988DA,
-        0x983E5152, 0xA831C66D, 0xB00327C8, 0xBF597FC7, 0xC6E00BF3, 0xD5A79147, 0x06CA6351, 0x14292967,
-        0x27B70A85, 0x2E1B2138, 0x4D2C6DFC, 0x53380D13, 0x650A7354, 0x766A0ABB, 0x81C2C92E, 0x92722C85,
-        0xA2BFE8A1, 0xA81A664B, 0xC24B8B70, 0xC76C51A3, 0xD192E819, 0xD6990624, 0xF40E3585, 0x106AA070,
-        0x19A4C116, 0x1E376C08, 0x2748774C, 0x34B0BCB5, 0x391C0CB3, 0x4ED8AA4A, 0x5B9CCA4F, 0x682E6FF3,
-        0x748F82EE, 0x78A5636F, 0x84C87814, 0x8CC70208, 0x90BEFFFA, 0xA4506CEB, 0xBEF9A3F7, 0xC67178F2,
+        0x428A2F98,
+        0x71374491,
+        0xB5C0FBCF,
+        0xE9B5DBA5,
+        0x3956C25B,
+        0x59F111F1,
+        0x923F82A4,
+        0xAB1C5ED5,
+        0xD807AA98,
+        0x12835B01,
+        0x243185BE,
+        0x550C7DC3,
+        0x72BE5D74,
+        0x80DEB1FE,
+        0x9BDC06A7,
+        0xC19BF174,
+        0xE49B69C1,
+        0xEFBE4786,
+        0x0FC19DC6,
+        0x240CA1CC,
+        0x2DE92C6F,
+        0x4A7484AA,
+        0x5CB0A9DC,
+        0x76F988DA,
+        0x983E5152,
+        0xA831C66D,
+        0xB00327C8,
+        0xBF597FC7,
+        0xC6E00BF3,
+        0xD5A79147,
+        0x06CA6351,
+        0x14292967,
+        0x27B70A85,
+        0x2E1B2138,
+        0x4D2C6DFC,
+        0x53380D13,
+        0x650A7354,
+        0x766A0ABB,
+        0x81C2C92E,
+        0x92722C85,
+        0xA2BFE8A1,
+        0xA81A664B,
+        0xC24B8B70,
+        0xC76C51A3,
+        0xD192E819,
+        0xD6990624,
+        0xF40E3585,
+        0x106AA070,
+        0x19A4C116,
+        0x1E376C08,
+        0x2748774C,
+        0x34B0BCB5,
+        0x391C0CB3,
+        0x4ED8AA4A,
+        0x5B9CCA4F,
+        0x682E6FF3,
+        0x748F82EE,
+        0x78A5636F,
+        0x84C87814,
+        0x8CC70208,
+        0x90BEFFFA,
+        0xA4506CEB,
+        0xBEF9A3F7,
+        0xC67178F2,
     ],
     dtype=np.uint64,
 )
@@ -267,7 +323,11 @@ def _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2):
             c = cls[((np.int64(b0) & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)]
             ln = 2
         elif b0 < 0xF0:
-            c = cls[((np.int64(b0) & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F)]
+            c = cls[
+                ((np.int64(b0) & 0x0F) << 12)
+                | ((np.int64(data[i + 1]) & 0x3F) << 6)
+                | (np.int64(data[i + 2]) & 0x3F)
+            ]
             ln = 3
         else:
             c = cls[
@@ -303,8 +363,22 @@ def _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2):
 
 @nb.njit(cache=True)
 def _featurize_kernel(
-    data, offsets, cls, ngrams, num_buckets, tabs, fills, max_slots,
-    log_diff, do_score, count_mask, counts, logw, ntok, K, H0,
+    data,
+    offsets,
+    cls,
+    ngrams,
+    num_buckets,
+    tabs,
+    fills,
+    max_slots,
+    log_diff,
+    do_score,
+    count_mask,
+    counts,
+    logw,
+    ntok,
+    K,
+    H0,
 ):
     """Tokenize, hash and count/score every document of a batch.
 
@@ -428,7 +502,9 @@ def _lowered_utf8(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> t
         lowered = pc.replace_with_mask(lowered, non_ascii, pa.array(py, type=pa.large_string()))
     if isinstance(lowered, pa.ChunkedArray):
         lowered = lowered.combine_chunks()
-    off = np.frombuffer(lowered.buffers()[1], dtype=np.int64)[lowered.offset : lowered.offset + len(lowered) + 1]
+    off = np.frombuffer(lowered.buffers()[1], dtype=np.int64)[
+        lowered.offset : lowered.offset + len(lowered) + 1
+    ]
     buf = lowered.buffers()[2]
     data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
     if len(off) and (off[0] != 0 or off[-1] > data.size):  # pragma: no cover - defensive
@@ -480,8 +556,22 @@ class HashedNgramFeaturizer:
         else:
             cm = np.ascontiguousarray(count_mask, dtype=np.bool_)
         self._tabs = _featurize_kernel(
-            data, off, self._cls, self.ngrams, self.num_buckets, self._tabs, self._fills,
-            self.max_cache, ld, do_score, cm, counts, logw, ntok, _K, _H0,
+            data,
+            off,
+            self._cls,
+            self.ngrams,
+            self.num_buckets,
+            self._tabs,
+            self._fills,
+            self.max_cache,
+            ld,
+            do_score,
+            cm,
+            counts,
+            logw,
+            ntok,
+            _K,
+            _H0,
         )
         return counts, logw, ntok
 
@@ -557,7 +647,11 @@ def kl_reduction(targets: Iterable[np.ndarray], raw_counts: np.ndarray, selected
         kr.append(kl_divergence(p, raw_counts))
         ks.append(kl_divergence(p, selected_counts))
     red = float(np.mean(np.array(kr) - np.array(ks))) if kr else 0.0
-    return {"kl_target_raw": float(np.mean(kr)), "kl_target_selected": float(np.mean(ks)), "kl_reduction": red}
+    return {
+        "kl_target_raw": float(np.mean(kr)),
+        "kl_target_selected": float(np.mean(ks)),
+        "kl_reduction": red,
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -568,7 +662,9 @@ def kl_reduction(targets: Iterable[np.ndarray], raw_counts: np.ndarray, selected
 def gumbel_noise(ids: Sequence[str], seed: int) -> np.ndarray:
     """i.i.d. standard Gumbel noise, one value per document id (deterministic in seed+id)."""
     s = int(seed) & 0xFFFFFFFFFFFFFFFF
-    h = np.fromiter((xxhash.xxh64_intdigest(str(i).encode(), s) for i in ids), dtype=np.uint64, count=len(ids))
+    h = np.fromiter(
+        (xxhash.xxh64_intdigest(str(i).encode(), s) for i in ids), dtype=np.uint64, count=len(ids)
+    )
     u = ((h >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
     return -np.log(-np.log(u))
 
@@ -576,7 +672,9 @@ def gumbel_noise(ids: Sequence[str], seed: int) -> np.ndarray:
 def tie_breaks(ids: Sequence[str], seed: int) -> np.ndarray:
     """Secondary sort key (uint64) per id, so equal keys still order deterministically."""
     s = (int(seed) * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
-    return np.fromiter((xxhash.xxh3_64_intdigest(str(i).encode(), s) for i in ids), dtype=np.uint64, count=len(ids))
+    return np.fromiter(
+        (xxhash.xxh3_64_intdigest(str(i).encode(), s) for i in ids), dtype=np.uint64, count=len(ids)
+    )
 
 
 def order_desc(keys: np.ndarray, ties: np.ndarray) -> np.ndarray:
