@@ -124,8 +124,8 @@ class MinHashDedupParams(StageParams):
         "truly match their kept document: keep = keepers in keep-policy order; coverage = next keeper is "
         "the member with most unassigned true matches (removes the most; keep policy breaks ties)")
     bands_per_pass: int = Field(7, ge=1, description="Bands shuffled per LSH pass (bounds memory)")
-    num_partitions: int | None = Field(None, ge=1, description="Shuffle partitions (default: 4x parallelism, "
-                                       ">= 4)")
+    num_partitions: int | None = Field(None, ge=1, description="Shuffle partitions (default: one per 250k "
+                                       "documents, between 1x and 4x the executor's parallelism)")
 
     @field_validator("keep")
     @classmethod
@@ -190,6 +190,70 @@ def _tagged(tag: str, paths: list[str]) -> list[str]:
 def _untag(source: str) -> tuple[str, str]:
     tag, _, path = source.partition("|")
     return tag, path
+
+
+# ----------------------------------------------------------------------------------------
+# node filter: a bitmap (2 hash positions per node) of the uids that appear in edges, so
+# only those documents' shingle sets travel through the verification/keep shuffles
+# ----------------------------------------------------------------------------------------
+
+_FILTERS: dict[str, np.ndarray] = {}
+
+
+def _filter_positions(uids: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+    h = uids.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
+        h = (h ^ (h >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    m = np.uint64(nbits - 1)
+    return (h & m).astype(np.int64), ((h >> np.uint64(32)) & m).astype(np.int64)
+
+
+class _FilterPartial:
+    def __init__(self, nbits: int):
+        self.nbits = nbits
+
+    def __call__(self, t: pa.Table) -> np.ndarray:
+        bm = np.zeros(self.nbits // 8, dtype=np.uint8)
+        for c in ("a", "b"):
+            p1, p2 = _filter_positions(_np(t, c), self.nbits)
+            for p in (p1, p2):
+                np.bitwise_or.at(bm, p >> 3, (1 << (p & 7)).astype(np.uint8))
+        return bm
+
+
+def _filter_merge(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.bitwise_or(x, y)
+
+
+def build_node_filter(ctx: FitContext, edge_files: list[str], path: Path) -> str | None:
+    """Bitmap of every node of ``edge_files`` (distributed OR-aggregate), saved at ``path``."""
+    if not edge_files:
+        return None
+    n_edges = _count(edge_files)
+    nbits = 1 << 16
+    while nbits < 32 * n_edges and nbits < (1 << 31):
+        nbits <<= 1
+    bm = ctx.aggregate(ShardSet(files=tuple(edge_files)), _FilterPartial(nbits), _filter_merge, columns=["a", "b"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, bm if bm is not None else np.zeros(nbits // 8, np.uint8))
+    return str(path)
+
+
+def filter_mask(path: str | None, uids: np.ndarray) -> np.ndarray:
+    """True for uids that may be in the filter (no false negatives)."""
+    if path is None:
+        return np.ones(len(uids), dtype=bool)
+    bm = _FILTERS.get(path)
+    if bm is None:
+        bm = np.load(path)
+        if len(_FILTERS) > 4:
+            _FILTERS.clear()
+        _FILTERS[path] = bm
+    nbits = len(bm) * 8
+    p1, p2 = _filter_positions(uids, nbits)
+    return ((bm[p1 >> 3] >> (p1 & 7)) & 1).astype(bool) & ((bm[p2 >> 3] >> (p2 & 7)) & 1).astype(bool)
 
 
 # ----------------------------------------------------------------------------------------
@@ -331,8 +395,8 @@ def _bucket_edges(t: pa.Table) -> pa.Table | None:
 class _VerifyMap:
     """E|edges -> (k=a, o=b); S|sets -> (k=uid, sh); X|half-joined -> passthrough."""
 
-    def __init__(self, stage: int):
-        self.stage = stage
+    def __init__(self, stage: int, node_filter: str | None = None):
+        self.stage, self.node_filter = stage, node_filter
 
     def __call__(self, source: str) -> pa.Table | None:
         tag, path = _untag(source)
@@ -342,9 +406,11 @@ class _VerifyMap:
         if tag == "X":
             t = pq.read_table(path)
             return t if t.num_rows else None
-        t = pq.read_table(path, columns=["uid", "sh"])
-        if t.num_rows == 0:
+        t = pq.read_table(path, columns=["uid"])
+        mask = filter_mask(self.node_filter, _np(t, "uid"))
+        if not mask.any():
             return None
+        t = pq.read_table(path, columns=["uid", "sh"]).filter(pa.array(mask))
         return pa.table({"k": t.column("uid"), "sh": t.column("sh")})
 
 
@@ -412,21 +478,25 @@ class _VerifyJoinB:
 class _MetaMap:
     """C|components -> (k=node, root); M|signature meta -> (k=uid, id, kv[, sh]); I|index -> (k=uid, id[, sh])."""
 
-    def __init__(self, with_sets: bool):
-        self.with_sets = with_sets
+    def __init__(self, with_sets: bool, node_filter: str | None = None):
+        self.with_sets, self.node_filter = with_sets, node_filter
 
     def __call__(self, source: str) -> pa.Table | None:
         tag, path = _untag(source)
         if tag == "C":
             t = pq.read_table(path)
             return pa.table({"k": t.column("node"), "root": t.column("root")}) if t.num_rows else None
-        cols = ["uid", "id"] + (["kv"] if tag == "M" else []) + (["sh"] if self.with_sets else [])
+        cols = ["uid", "id"] + (["kv"] if tag == "M" else [])
         t = pq.read_table(path, columns=cols)
         if t.num_rows == 0:
             return None
         data = {"k": t.column("uid"), "id": t.column("id")}
         for c in cols[2:]:
             data[c] = t.column(c)
+        if self.with_sets:  # sets only for cluster members (every row still checks id uniqueness)
+            mask = filter_mask(self.node_filter, _np(t, "uid"))
+            sh = pq.read_table(path, columns=["sh"]).column("sh")
+            data["sh"] = pc.if_else(pa.array(mask), sh, pa.nulls(t.num_rows, sh.type))
         return pa.table(data)
 
 
@@ -748,18 +818,23 @@ class MinHashDedup(BarrierStage):
             files.extend(ss.files)
             text_column = ss.text_column or text_column
         self._check_columns(files, text_column, cfg)
-        nparts = p.num_partitions or max(4, 4 * max(1, ctx.runner.parallelism))
+        par = max(1, ctx.runner.parallelism)
+        n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        # ~250k documents per partition, at least one per worker, at most 4 per worker
+        nparts = p.num_partitions or max(par, min(4 * par, -(-n_rows // 250_000)))
         scratch = Path(ctx.scratch_dir) / "minhash"
         if scratch.exists():
             shutil.rmtree(scratch)
         stats: dict[str, Any] = {"bands": p.bands, "rows": p.rows, "threshold": round(threshold(p.bands, p.rows), 4),
                                  "p_candidate_at_0.8": round(float(candidate_probability(0.8, p.bands, p.rows)), 4)}
 
+        clock = _Clock()
         # 1. signatures
         sig_res = ctx.map_files(_SignatureTask(cfg, text_column, str(scratch / "sig"), ctx.batch_size), files)
         sig_files = [r["path"] for r in sig_res if r["path"]]
         stats["docs"] = sum(r["docs"] for r in sig_res)
         stats["docs_without_shingles"] = sum(r["empty"] for r in sig_res)
+        clock.mark("signatures")
 
         # index to dedup against
         idx_bands: list[str] = []
@@ -788,19 +863,23 @@ class MinHashDedup(BarrierStage):
             edge_files += ctx.shuffle(sig_files + idx_bands, _BandMap(group), "k", _bucket_edges, nparts,
                                       name=f"minhash/lsh{g0:03d}")
         stats["candidate_edges"] = _count(edge_files)
+        clock.mark("lsh")
 
         # 3. verification
         if p.verify_jaccard is not None and edge_files:
-            half = ctx.shuffle(_tagged("E", edge_files) + _tagged("S", sig_files + idx_sets), _VerifyMap(1), "k",
+            flt = build_node_filter(ctx, edge_files, scratch / "filter-candidates.npy")
+            half = ctx.shuffle(_tagged("E", edge_files) + _tagged("S", sig_files + idx_sets), _VerifyMap(1, flt), "k",
                                _verify_join_a, nparts, name="minhash/verify_a")
-            edge_files = ctx.shuffle(_tagged("X", half) + _tagged("S", sig_files + idx_sets), _VerifyMap(2), "k",
-                                     _VerifyJoinB(p.verify_jaccard), nparts, name="minhash/verify_b")
+            edge_files = ctx.shuffle(_tagged("X", half) + _tagged("S", sig_files + idx_sets), _VerifyMap(2, flt),
+                                     "k", _VerifyJoinB(p.verify_jaccard), nparts, name="minhash/verify_b")
             stats["verified_edges"] = _count(edge_files)
+            clock.mark("verify")
 
         # 4. connected components
         cc_files, cc_stats = connected_components(ctx, edge_files, nparts, name="minhash/cc")
         stats["cc_rounds"] = cc_stats["rounds"]
         stats["docs_in_clusters"] = cc_stats.get("nodes", 0)
+        clock.mark("components")
 
         # 5. keep choice
         direction = "ascending" if cfg["keep_policy"] in ("lowest_id", "source_priority") else "descending"
@@ -811,8 +890,10 @@ class MinHashDedup(BarrierStage):
         # the meta join also checks that ids are unique, so it runs even without clusters
         verify = p.verify_jaccard
         idx_meta = idx_sets if verify is not None else idx_bands
+        member_filter = build_node_filter(ctx, edge_files, scratch / "filter-members.npy") if verify else None
         joined = ctx.shuffle(_tagged("C", cc_files) + _tagged("M", sig_files) + _tagged("I", idx_meta),
-                             _MetaMap(verify is not None), "k", _meta_join, nparts, name="minhash/meta")
+                             _MetaMap(verify is not None, member_filter), "k", _meta_join, nparts,
+                             name="minhash/meta")
         keep_reduce = _KeepReduce(direction, verify, p.verify_split == "coverage")
         outs = ctx.shuffle(joined, _Passthrough(), "k", keep_reduce, nparts, name="minhash/keep") if joined else []
         dec_dir.mkdir(parents=True, exist_ok=True)
@@ -830,11 +911,14 @@ class MinHashDedup(BarrierStage):
             kept_in_clusters += int(k.sum())
             of_index += int((~k & d.column("of_index").to_numpy(zero_copy_only=False)).sum())
         stats.update(removed=removed, kept_cluster_members=kept_in_clusters, removed_as_dup_of_index=of_index)
+        clock.mark("keep")
 
         # index of survivors
         if p.write_index:
             stats["index_version"] = self._write_index(ctx, cfg, sig_files, decisions)
+            clock.mark("write_index")
         shutil.rmtree(scratch, ignore_errors=True)
+        stats["phase_seconds"] = clock.marks
         return {"decisions": decisions, "digest": digest.hexdigest(), "mode": p.mode, "stats": stats}
 
     def _check_columns(self, files: list[str], text_column: str, cfg: dict) -> None:
@@ -898,6 +982,20 @@ class MinHashDedup(BarrierStage):
         if state.get("mode", "drop") == "annotate":
             return MapResult(out, None)
         return split_batch(out, pa.array(kept), REASON, detail)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.perf_counter
+        self.t = self._now()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        t = self._now()
+        self.marks[name] = round(t - self.t, 3)
+        self.t = t
 
 
 class _Passthrough:

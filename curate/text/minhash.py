@@ -74,8 +74,20 @@ def exact_jaccard(a: str, b: str, ngram: int = 5) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
+_WORD_TABLE: np.ndarray | None = None
+
+
+def word_table() -> np.ndarray:
+    """``table[cp]`` is True iff code point ``cp`` is a word character (``[^\\W_]``)."""
+    global _WORD_TABLE
+    if _WORD_TABLE is None:
+        _WORD_TABLE = np.fromiter((chr(c).isalnum() for c in range(0x110000)), dtype=np.bool_, count=0x110000)
+    return _WORD_TABLE
+
+
 def _encode_batch(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the texts' bytes for the kernel: ASCII as is, others pre-normalized."""
+    """Concatenate the texts' UTF-8 bytes for the kernel: ASCII as is (the kernel lowercases
+    it), others NFKC-normalized and lowercased first (the kernel splits words on them)."""
     parts: list[bytes] = []
     for t in texts:
         if t is None:
@@ -83,7 +95,7 @@ def _encode_batch(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         elif t.isascii():
             parts.append(t.encode("ascii"))
         else:
-            parts.append(" ".join(_WORD_RE.findall(unicodedata.normalize("NFKC", t).lower())).encode("utf-8"))
+            parts.append(unicodedata.normalize("NFKC", t).lower().encode("utf-8", "surrogatepass"))
     lens = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
@@ -107,8 +119,11 @@ def _fmix64(h):
 
 
 @nb.njit(cache=True)
-def _shingle_hashes(buf, offsets, ngram, seed):
-    """Flat 64-bit shingle hashes of every document and their per-document offsets."""
+def _shingle_hashes(buf, offsets, ngram, seed, table):
+    """Flat 64-bit shingle hashes of every document and their per-document offsets.
+
+    Words are maximal runs of code points with ``table[cp]`` (UTF-8 decoded here); ASCII
+    letters are lowercased. Each word's UTF-8 bytes are hashed (FNV-1a + fmix64)."""
     n = offsets.shape[0] - 1
     cap = buf.shape[0] // 2 + n + 1
     tok = np.empty(cap, dtype=np.uint64)
@@ -121,19 +136,45 @@ def _shingle_hashes(buf, offsets, ngram, seed):
         ntok = 0
         h = seed
         intok = False
-        for i in range(offsets[d], offsets[d + 1]):
+        i = offsets[d]
+        end = offsets[d + 1]
+        while i < end:
             c = buf[i]
-            if c >= 0x80 or (c >= 48 and c <= 57) or (c >= 97 and c <= 122) or (c >= 65 and c <= 90):
-                if c >= 65 and c <= 90:
-                    c += 32
+            if c < 0x80:
+                w = (c >= 48 and c <= 57) or (c >= 97 and c <= 122) or (c >= 65 and c <= 90)
+                ln = 1
+            else:
+                if c >= 0xF0:
+                    ln = 4
+                    cp = c & 0x07
+                elif c >= 0xE0:
+                    ln = 3
+                    cp = c & 0x0F
+                elif c >= 0xC0:
+                    ln = 2
+                    cp = c & 0x1F
+                else:
+                    ln = 1
+                    cp = 0
+                if i + ln > end:
+                    ln = end - i
+                for q in range(1, ln):
+                    cp = (cp << 6) | (buf[i + q] & 0x3F)
+                w = cp < table.shape[0] and table[cp]
+            if w:
                 if not intok:
                     intok = True
                     h = seed
-                h = (h ^ np.uint64(c)) * fnv
+                for q in range(ln):
+                    b = buf[i + q]
+                    if b >= 65 and b <= 90:
+                        b += 32
+                    h = (h ^ np.uint64(b)) * fnv
             elif intok:
                 tok[ntok] = _fmix64(h)
                 ntok += 1
                 intok = False
+            i += ln
         if intok:
             tok[ntok] = _fmix64(h)
             ntok += 1
@@ -353,7 +394,7 @@ class MinHasher:
     def fast_shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Flat 64-bit shingle hashes (fast kernel) of every shingle occurrence + offsets."""
         buf, offsets = _encode_batch(texts)
-        return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed)
+        return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed, word_table())
 
     def shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Flat base hashes of every shingle occurrence and per-document offsets."""
