@@ -163,3 +163,28 @@ def test_cli_lm_train_info_score(tmp_path: Path):
         app, ["lm", "train", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "y.arpa")]
     )
     assert r.exit_code == 1 and "no text column 'text'" in " ".join(r.output.split())
+
+
+def _read_arpa(path: Path) -> dict[str, tuple[float, float]]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if not line or line.startswith(("\\", "ngram")):
+            continue
+        parts = line.split("\t")
+        out[parts[1]] = (float(parts[0]), float(parts[2]) if len(parts) > 2 else 0.0)
+    return out
+
+
+@pytest.mark.skipif(shutil.which("lmplz") is None, reason="lmplz not on PATH (optional: see README)")
+def test_numpy_estimator_matches_lmplz_on_real_text(tmp_path: Path):
+    from curate.testing import textgen
+
+    docs = textgen.domain_texts("prose", 600, 3)
+    for order in (3, 5):
+        a = train_lm(docs, order, tmp_path / "np.arpa", backend="numpy")
+        b = train_lm(docs, order, tmp_path / "lz.arpa", backend="lmplz")
+        assert a["ngrams"] == b["ngrams"]
+        ea, eb = _read_arpa(tmp_path / "np.arpa"), _read_arpa(tmp_path / "lz.arpa")
+        assert set(ea) == set(eb)
+        for g, (lp, bo) in eb.items():
+            assert ea[g][0] == pytest.approx(lp, abs=2e-6) and ea[g][1] == pytest.approx(bo, abs=2e-6), g
