@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import glob
 import json
 import os
@@ -64,11 +65,9 @@ class TreeRss:
 
     def _run(self):
         while not self.stop:
-            try:
+            with contextlib.suppress(Exception):  # processes come and go
                 tot = self.p.memory_info().rss + sum(c.memory_info().rss for c in self.p.children(recursive=True))
                 self.peak = max(self.peak, tot)
-            except Exception:  # noqa: BLE001 - processes come and go
-                pass
             time.sleep(0.1)
 
 

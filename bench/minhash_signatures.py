@@ -20,8 +20,8 @@ import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import numpy as np
+import pyarrow.parquet as pq
 
 
 def _docs(n: int, data: str | None) -> list[str]:
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="optional Parquet dir (e.g. shared/data/dedup-dev)")
     a = ap.parse_args()
     try:
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     except (AttributeError, OSError):
         pass
     from curate.text.minhash import MinHasher, shingle_strings

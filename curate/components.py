@@ -18,8 +18,9 @@ edges, and the result does not depend on how edges are split into files.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -126,7 +127,7 @@ class _Fingerprint:
             return len(a), int(h.sum(dtype=np.uint64))
 
 
-def _fingerprint(ctx: "FitContext", files: Sequence[str]) -> tuple[int, int]:
+def _fingerprint(ctx: FitContext, files: Sequence[str]) -> tuple[int, int]:
     parts = ctx.map_files(_Fingerprint(), list(files)) if files else []
     n = sum(p[0] for p in parts)
     s = sum(p[1] for p in parts) % (1 << 64)
@@ -134,7 +135,7 @@ def _fingerprint(ctx: "FitContext", files: Sequence[str]) -> tuple[int, int]:
 
 
 def connected_components(
-    ctx: "FitContext",
+    ctx: FitContext,
     edge_files: Sequence[str],
     num_partitions: int,
     name: str = "cc",

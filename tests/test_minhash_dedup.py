@@ -105,8 +105,8 @@ def _policy_corpus() -> pa.Table:
             "selected three projects for funding after a long discussion about budgets and goals")
     return pa.table({
         "id": ["c", "a", "b", "z"],
-        "text": [base + " extra words appended here", base, base + " more", "completely different text about "
-                 "rivers and mountains and the weather in the northern provinces this year"],
+        "text": [base + " extra words appended here", base, base + " more", ("completely different text about "
+                 "rivers and mountains and the weather in the northern provinces this year")],
         "source": ["web", "books", "wiki", "web"],
         "quality": [0.2, 0.9, 0.5, 0.1],
         "ts": [3, 1, 2, 9],
@@ -182,7 +182,7 @@ def test_snapshot_index_no_cross_duplicates(tmp_path):
     _, k1, _ = _run(tmp_path / "s1", s1, {"verify_jaccard": 0.8, "write_index": str(idx),
                                           "against_index": str(idx)})
     s2 = _write(tmp_path / "s2", t.slice(300, 600), 3)
-    st2, k2, rj2 = _run(tmp_path / "s2", s2, {"verify_jaccard": 0.8, "against_index": str(idx),
+    st2, k2, _rj2 = _run(tmp_path / "s2", s2, {"verify_jaccard": 0.8, "against_index": str(idx),
                                               "write_index": str(idx)})
     assert st2["stats"]["removed_as_dup_of_index"] >= 300  # every overlapping doc is a dup of the index
     assert st2["stats"]["index_version"] == 2
@@ -190,7 +190,7 @@ def test_snapshot_index_no_cross_duplicates(tmp_path):
     assert [v["version"] for v in man["versions"]] == [1, 2]
     # no survivor of snapshot 2 truly matches (J >= 0.8) a survivor of snapshot 1, or another survivor
     texts = k1.column("text").to_pylist() + k2.column("text").to_pylist()
-    a, b, j = exact_pairs(texts, min_jaccard=0.8)
+    a, _b, _j = exact_pairs(texts, min_jaccard=0.8)
     assert len(a) == 0
     # a third run against the index finds everything already indexed
     s3 = _write(tmp_path / "s3", t.slice(0, 900), 3)

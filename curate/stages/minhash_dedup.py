@@ -134,7 +134,7 @@ class MinHashDedupParams(StageParams):
         return v.strip()
 
     @model_validator(mode="after")
-    def _check_perm(self) -> "MinHashDedupParams":
+    def _check_perm(self) -> MinHashDedupParams:
         if self.bands * self.rows != self.num_perm:
             raise ValueError(
                 f"num_perm ({self.num_perm}) must equal bands*rows ({self.bands}*{self.rows}="
@@ -707,7 +707,7 @@ def read_index_manifest(path: str | Path, cfg: dict | None = None) -> dict:
             fp = p / f
             try:
                 md = pq.ParquetFile(fp).metadata
-            except Exception as e:  # noqa: BLE001 - any unreadable file is corruption
+            except Exception as e:
                 raise StageError(f"minhash index {p}: file {f} of version {v.get('version')} is missing or "
                                  f"corrupt ({type(e).__name__}: {e})") from e
             del md

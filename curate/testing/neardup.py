@@ -117,7 +117,7 @@ def make_corpus(n_docs: int, seed: int = 0, dup_fraction: float = 0.3, max_rate:
     from curate.testing import textgen
 
     rng = np.random.default_rng(seed)
-    n_dup = int(round(n_docs * dup_fraction))
+    n_dup = round(n_docs * dup_fraction)
     n_base = n_docs - n_dup
     base = _base_texts(n_base, seed)
     texts = list(base)
@@ -244,5 +244,13 @@ def jaccard_bins(corpus: NearDupCorpus) -> dict[str, int]:
     return {f"[{lo:.2f},{min(hi, 1.0):.2f}{')' if hi < 1 else ']'}": int(c) for lo, hi, c in zip(edges, edges[1:], h)}
 
 
-__all__ = ["NearDupCorpus", "make_corpus", "exact_pairs", "score_removals", "mutate", "shingle_sets",
-           "jaccard_bins", "MUTATION_KINDS"]
+__all__ = [
+    "MUTATION_KINDS",
+    "NearDupCorpus",
+    "exact_pairs",
+    "jaccard_bins",
+    "make_corpus",
+    "mutate",
+    "score_removals",
+    "shingle_sets",
+]

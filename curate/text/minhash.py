@@ -30,8 +30,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numba as nb
 import numpy as np
@@ -212,8 +212,7 @@ def _minhash_affine64(hashes, offsets, a, b):
             h = hashes[i]
             for j in range(k):
                 v = a[j] * h + b[j]
-                if v < row[j]:
-                    row[j] = v
+                row[j] = min(row[j], v)
         for j in range(k):
             sig[d, j] = row[j]
     return sig
