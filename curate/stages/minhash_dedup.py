@@ -327,6 +327,7 @@ class _SignatureTask:
         data: dict[str, Any] = {"uid": pa.array(_uid(ids_k), pa.int64()), "id": pa.array(ids_k, pa.string())}
         for j in range(c["bands"]):
             data[_bcol(j)] = pa.array(keys[:, j], pa.int64())
+        data["n"] = pa.array(bs.n_shingles[keep], pa.int64())
         data["kv"] = self._keep_values(t).take(pa.array(keep, pa.int64()))
         if c["with_sets"]:
             so = bs.set_offsets
@@ -364,24 +365,41 @@ class _BandMap:
         self.bands = bands
 
     def __call__(self, path: str) -> pa.Table | None:
-        t = pq.read_table(path, columns=["uid"] + [_bcol(j) for j in self.bands])
+        t = pq.read_table(path, columns=["uid", "n"] + [_bcol(j) for j in self.bands])
         if t.num_rows == 0:
             return None
         uid = _np(t, "uid")
         keys = np.concatenate([_np(t, _bcol(j)) for j in self.bands])
-        return pa.table({"k": keys, "u": np.tile(uid, len(self.bands))})
+        nb_ = len(self.bands)
+        return pa.table({"k": keys, "u": np.tile(uid, nb_), "n": np.tile(_np(t, "n"), nb_)})
 
 
-def _bucket_edges(t: pa.Table) -> pa.Table | None:
-    """Every bucket (equal band key) links its minimum member to each other member."""
-    k, u = _np(t, "k"), _np(t, "u")
-    order = np.lexsort((u, k))
-    k, u = k[order], u[order]
-    first = np.r_[True, k[1:] != k[:-1]]
-    starts = np.flatnonzero(first)
-    gmin = np.repeat(u[starts], np.diff(np.r_[starts, len(u)]))
-    mask = (~first) & (u != gmin) & ~((u < 0) & (gmin < 0))  # skip index-index pairs
-    a, b = unique_pairs(gmin[mask], u[mask])
+class _BucketEdges:
+    """Every bucket (equal band key) links its minimum member to each other member.
+
+    With a verification threshold, edges whose shingle-set sizes alone rule the match
+    out (``min(|A|,|B|) < thr * max(|A|,|B|)`` implies ``J < thr``) are dropped here."""
+
+    def __init__(self, thr: float | None):
+        self.thr = thr
+
+    def __call__(self, t: pa.Table) -> pa.Table | None:
+        k, u = _np(t, "k"), _np(t, "u")
+        n = _np(t, "n") if "n" in t.column_names else np.zeros(len(k), np.int64)
+        order = np.lexsort((u, k))
+        k, u, n = k[order], u[order], n[order]
+        first = np.r_[True, k[1:] != k[:-1]]
+        starts = np.flatnonzero(first)
+        reps = np.diff(np.r_[starts, len(u)])
+        gmin = np.repeat(u[starts], reps)
+        mask = (~first) & (u != gmin) & ~((u < 0) & (gmin < 0))  # skip index-index pairs
+        if self.thr is not None:
+            nmin = np.repeat(n[starts], reps)
+            mask &= np.minimum(n, nmin) >= self.thr * np.maximum(n, nmin) - 1e-9
+        return _edge_table(*unique_pairs(gmin[mask], u[mask]))
+
+
+def _edge_table(a: np.ndarray, b: np.ndarray) -> pa.Table | None:
     if len(a) == 0:
         return None
     return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())})
@@ -731,7 +749,7 @@ class _IndexWriter:
         name = Path(path).stem.replace("sig-", "")
         ids = t.column("id").to_pylist()
         uid = pa.array(_index_uid(ids, self.version), pa.int64())
-        bands = pa.table({"uid": uid, "id": t.column("id"), **{_bcol(j): t.column(_bcol(j))
+        bands = pa.table({"uid": uid, "id": t.column("id"), "n": t.column("n"), **{_bcol(j): t.column(_bcol(j))
                                                               for j in range(self.bands)}})
         b_rel = f"v{self.version:05d}/bands-{name}.parquet"
         write_parquet_atomic(Path(self.out_dir) / b_rel, bands)
@@ -860,7 +878,7 @@ class MinHashDedup(BarrierStage):
         edge_files: list[str] = []
         for g0 in range(0, p.bands, p.bands_per_pass):
             group = list(range(g0, min(p.bands, g0 + p.bands_per_pass)))
-            edge_files += ctx.shuffle(sig_files + idx_bands, _BandMap(group), "k", _bucket_edges, nparts,
+            edge_files += ctx.shuffle(sig_files + idx_bands, _BandMap(group), "k", _BucketEdges(p.verify_jaccard), nparts,
                                       name=f"minhash/lsh{g0:03d}")
         stats["candidate_edges"] = _count(edge_files)
         clock.mark("lsh")
