@@ -232,3 +232,9 @@ def test_datasketch_scheme_stage(tmp_path, corpus):
     _, _, rf = _run(tmp_path / "f", files, common)
     a, b = _removed(rj), _removed(rf)
     assert len(a) >= 20 and len(a ^ b) <= 0.1 * len(a)
+
+
+def test_hash_bits_32(tmp_path):
+    files = _write(tmp_path, _policy_corpus(), 1)
+    _, kept, _ = _run(tmp_path, files, {"ngram": 3, "hash_bits": 32})
+    assert sorted(kept.column("id").to_pylist()) == ["a", "z"]

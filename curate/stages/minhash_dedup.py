@@ -303,7 +303,9 @@ class _SignatureTask:
                     if tbl.num_rows == 0:
                         continue
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, tbl.schema, compression="zstd")
+                        # shingle hashes are random 64-bit values: compressing them only costs CPU
+                        comp = {c: ("none" if c == "sh" else "zstd") for c in tbl.schema.names}
+                        writer = pq.ParquetWriter(tmp, tbl.schema, compression=comp, use_dictionary=False)
                     writer.write_table(tbl)
         finally:
             if writer is not None:
