@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -52,6 +53,7 @@ def run(
     """Run a pipeline end to end and print its ledger."""
     from curate.spec import SpecError
     from workers import JobFailed, run_pipeline
+    from workers.ingest import ShardError
 
     if executor not in ("local", "ray"):
         console.print(f"[red]unknown executor '{executor}' (use local or ray)[/red]")
@@ -77,21 +79,21 @@ def run(
     except SpecError as e:
         if not quiet:
             prog.stop()
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{escape(str(e))}[/red]")
         raise typer.Exit(2)
-    except JobFailed as e:
+    except (JobFailed, ShardError) as e:
         if not quiet:
             prog.stop()
-        console.print(f"[red]job failed:[/red] {e}")
+        console.print(f"[red]job failed:[/red] {escape(str(e))}")
         raise typer.Exit(1)
     if not quiet:
         prog.stop()
     out.print(_ledger_table(result.stats))
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
-    out.print(f"job directory: {result.job_dir}")
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    out.print(f"job directory: {escape(str(result.job_dir))}")
     for name, path in result.outputs.items():
-        out.print(f"output {name}: {path}")
+        out.print(f"output {escape(name)}: {escape(path)}")
     report = Path(result.job_dir) / "report.html"
     if report.exists():
         out.print(f"report: {report}")
@@ -106,7 +108,7 @@ def validate(spec: Path = typer.Argument(..., help="Pipeline spec (YAML or JSON)
     try:
         ps = validate_spec(spec)
     except SpecError as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{escape(str(e))}[/red]")
         raise typer.Exit(2)
     plan = make_plan(ps)
     out.print(f"[green]valid[/green]: {len(ps.nodes)} nodes, {len(plan.steps)} steps")

@@ -29,6 +29,9 @@ class ShardError(RuntimeError):
         self.path, self.problem = path, problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self):  # picklable, so it crosses Ray task boundaries intact
+        return (type(self), (self.path, self.problem))
+
 
 @dataclass
 class Shard:

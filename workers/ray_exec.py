@@ -18,8 +18,9 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
-from curate.stage import TaskRunner
-from workers.runner import Executor
+from curate.stage import StageError, TaskRunner
+from workers.ingest import ShardError
+from workers.runner import Executor, JobFailed
 
 _RETRIES = 4
 
@@ -74,8 +75,24 @@ class _ShardFn:
         self.task = task
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        results = [json.dumps(self.task(json.loads(s))) for s in batch.column("shard").to_pylist()]
+        results = []
+        for s in batch.column("shard").to_pylist():
+            # User-facing errors travel back as data: Ray Data's UserCodeException keeps
+            # only a traceback string, and the driver must name the file or node clearly.
+            try:
+                r = self.task(json.loads(s))
+            except ShardError as e:
+                r = {"error": {"kind": "shard", "path": e.path, "problem": e.problem}}
+            except StageError as e:
+                r = {"error": {"kind": "stage", "message": str(e)}}
+            results.append(json.dumps(r))
         return pa.table({"result": pa.array(results, pa.string())})
+
+
+def _raise_worker_error(err: dict) -> None:
+    if err.get("kind") == "shard":
+        raise ShardError(err["path"], err["problem"])
+    raise StageError(err.get("message", "stage failed"))
 
 
 class RayExecutor(Executor):
@@ -84,7 +101,11 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, ray_address: str | None = None, max_actors: int | None = None):
-        self.started = ensure_ray(ray_address)
+        try:
+            self.started = ensure_ray(ray_address)
+        except Exception as e:  # unreachable cluster, bad address: one clear message
+            where = f" at '{ray_address}'" if ray_address else ""
+            raise JobFailed(f"cannot start or connect to Ray{where}: {type(e).__name__}: {e}") from e
         self.max_actors = max_actors
 
     def task_runner(self) -> TaskRunner:
@@ -124,6 +145,8 @@ class RayExecutor(Executor):
         out = []
         for row in ds.iter_rows():
             r = json.loads(row["result"])
+            if "error" in r:
+                _raise_worker_error(r["error"])
             on_result(r)
             out.append(r)
         return out

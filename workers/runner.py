@@ -23,8 +23,24 @@ import curate
 from curate import schema
 from curate.plan import Plan, Step, make_plan
 from curate.spec import PipelineSpec, SpecError, build_stage, validate_spec
-from curate.stage import FitContext, ShardSet, TaskRunner, write_json_atomic
+from curate.stage import FitContext, ShardSet, StageError, TaskRunner, write_json_atomic
 from workers.ingest import Shard, ShardError, list_input_shards
+
+
+def _user_error(e: BaseException) -> BaseException | None:
+    """The first clear, user-facing error in ``e``'s cause chain (Ray wraps worker errors)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        nxt = getattr(cur, "cause", None)  # ray.exceptions.RayTaskError: look inside first
+        if isinstance(nxt, BaseException):
+            cur = nxt
+            continue
+        if isinstance(cur, (ShardError, StageError, JobFailed, SpecError)):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class JobFailed(RuntimeError):
@@ -126,11 +142,22 @@ class Job:
             ledger = self._check_ledger()
             self._check_duplicate_ids()
         except Exception as e:
-            self._write_stats(started, "failed", error=str(e))
-            write_json_atomic(self.job_dir / "result.json", {"state": "failed", "error": str(e), "outputs": {}})
-            if isinstance(e, (JobFailed, SpecError, ShardError)):
+            # A user-facing error raised on a worker (a bad shard, a stage that cannot run
+            # on its data) arrives wrapped by Ray: surface it as the local executor does.
+            user = _user_error(e)
+            if isinstance(user, ShardError):
+                err: Exception = ShardError(user.path, user.problem)
+            elif isinstance(user, (JobFailed, SpecError)):
+                err = user
+            elif isinstance(user, StageError):
+                err = JobFailed(str(user))
+            else:
+                err = JobFailed(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+            self._write_stats(started, "failed", error=str(err))
+            write_json_atomic(self.job_dir / "result.json", {"state": "failed", "error": str(err), "outputs": {}})
+            if err is e:
                 raise
-            raise JobFailed(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}") from e
+            raise err from e
         outputs = {name: str(Path(o.path).resolve()) for name, o in self.spec.outputs.items()}
         stats = self._write_stats(started, "succeeded", outputs=outputs)
         write_json_atomic(self.job_dir / "ledger.json", ledger)
@@ -295,7 +322,7 @@ class Job:
         try:
             state = stage.fit(inputs, ctx)
         except Exception as e:
-            raise JobFailed(f"node '{nid}' ({node.stage}): fit failed: {e}") from e
+            raise JobFailed(f"node '{nid}' ({node.stage}): fit failed: {_user_error(e) or e}") from e
         wall = time.perf_counter() - t0
         shutil.rmtree(self.job_dir / "_scratch" / nid, ignore_errors=True)
         write_json_atomic(sfile, {"fingerprint": fp, "state": state, "warnings": ctx.warnings, "fit_wall_s": wall})

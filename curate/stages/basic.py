@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from curate import schema
-from curate.stage import MapResult, MapStage, StageParams, split_batch
+from curate.stage import MapResult, MapStage, StageError, StageParams, split_batch
 from curate.text.normalize import char_counts, word_counts
 from curate.util import uniform_from_ids
 
@@ -117,11 +117,15 @@ class ThresholdFilter(MapStage):
     def process(self, batch: pa.Table) -> MapResult:
         p = self.params
         if p.column not in batch.column_names:
-            from curate.stage import StageError
-
             raise StageError(f"threshold_filter '{self.node_id}': column '{p.column}' is missing")
         col = batch.column(p.column)
-        res = _OPS[p.op](col, pa.scalar(p.value))
+        try:
+            res = _OPS[p.op](col, pa.scalar(p.value))
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise StageError(
+                f"threshold_filter '{self.node_id}': cannot compare column '{p.column}' of type {col.type} "
+                f"with {p.value!r} ({e})"
+            ) from None
         isnull = pc.is_null(col)
         keep = pc.if_else(isnull, p.keep_null, res)
         reason = pc.if_else(isnull, "null_value", "threshold")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -62,11 +63,25 @@ def _reduce_dups(table: pa.Table) -> pa.Table | None:
     )
 
 
-@lru_cache(maxsize=4)
 def _load_drops(files: tuple[str, ...]) -> dict[Any, Any]:
-    """Dropped id -> kept id; loaded once per worker per fitted state."""
+    """Dropped id -> kept id; loaded once per worker per fitted state.
+
+    The cache key includes each file's size, mtime and inode: a refit in the same job
+    directory rewrites the same file names, and a long-lived worker must not reuse the
+    previous fit's drops.
+    """
+    return _load_drops_cached(tuple((f, *_file_identity(f)) for f in files))
+
+
+def _file_identity(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+@lru_cache(maxsize=4)
+def _load_drops_cached(files: tuple[tuple[str, int, int, int], ...]) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
-    for f in files:
+    for f, *_ in files:
         t = pq.read_table(f, columns=[schema.ID, "kept_id"])
         out.update(zip(t.column(schema.ID).to_pylist(), t.column("kept_id").to_pylist()))
     return out

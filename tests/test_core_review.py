@@ -1,0 +1,128 @@
+"""Regression tests for defects found in the core review (one test per fix)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from curate.cli import app
+from tests.corpus import write_corpus
+from workers import JobFailed, read_output, run_pipeline
+from workers.ingest import ShardError
+
+
+def _corrupt_parquet(path: Path) -> None:
+    """A file whose footer reads fine but whose data pages are garbage."""
+    texts = [f"document number {i} " * 40 for i in range(2000)]
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=500, compression="zstd")
+    b = bytearray(path.read_bytes())
+    for i in range(len(b) // 3, len(b) // 3 + 2000):
+        b[i] = (b[i] * 7 + 13) & 0xFF
+    path.write_bytes(bytes(b))
+    assert pq.ParquetFile(path).metadata.num_rows == 2000  # the listing step accepts it
+
+
+def _one_node_spec(inp: str, out: str, node: dict) -> dict:
+    return {"inputs": {"docs": {"path": inp}}, "nodes": [node], "outputs": {"o": {"node": node["id"], "path": out}}}
+
+
+def test_exact_dedup_refit_in_same_job_dir_does_not_reuse_stale_drops(tmp_path):
+    """A long-lived process (API worker, reused Ray worker) reruns a job after the data
+    changed: the refit rewrites the same state file names; apply must not use the old ones."""
+    (tmp_path / "in").mkdir()
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), {"id": "dd", "stage": "exact_dedup", "inputs": ["docs"]})
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["same", "same", "other"]}), tmp_path / "in/x.parquet")
+    run_pipeline(spec, job_dir=tmp_path / "job")
+    assert read_output(tmp_path / "out").column("id").to_pylist() == ["a", "c"]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["other", "same", "same"]}), tmp_path / "in/x.parquet")
+    run_pipeline(spec, job_dir=tmp_path / "job")
+    assert read_output(tmp_path / "out").column("id").to_pylist() == ["a", "b"]
+
+
+def test_shard_error_survives_pickling():
+    e = pickle.loads(pickle.dumps(ShardError("x.parquet", "truncated")))
+    assert isinstance(e, ShardError) and e.path == "x.parquet" and e.problem == "truncated"
+    assert str(e) == "x.parquet: truncated"
+
+
+def test_threshold_type_mismatch_is_a_clear_error(tmp_path):
+    write_corpus(tmp_path / "in", n_files=1)
+    node = {"id": "th", "stage": "threshold_filter", "inputs": ["docs"], "params": {"column": "extra", "value": "abc"}}
+    with pytest.raises(JobFailed) as ei:
+        run_pipeline(_one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node), job_dir=tmp_path / "job")
+    msg = str(ei.value)
+    assert "threshold_filter 'th'" in msg and "column 'extra' of type int64" in msg
+    assert "Traceback" not in msg and "File \"" not in msg
+
+
+def test_cli_bad_shard_is_a_message_not_a_traceback(tmp_path):
+    write_corpus(tmp_path / "in", n_files=1)
+    (tmp_path / "in/zz.parquet").write_text("not parquet")
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 1}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    spec["job_dir"] = str(tmp_path / "job")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "-q"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert "job failed:" in r.output and "zz.parquet" in r.output
+
+
+def test_cli_error_with_brackets_is_printed_verbatim(tmp_path):
+    """Rich markup must not swallow or choke on '[...]' in paths and messages."""
+    d = tmp_path / "[" / "odd]"  # the path contains "[/odd]", a rich closing tag
+    d.mkdir(parents=True)
+    (d / "a.parquet").write_text("not parquet")
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 1}}
+    spec = _one_node_spec(str(d / "a.parquet"), str(tmp_path / "out"), node)
+    spec["job_dir"] = str(tmp_path / "job")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "-q"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert "[/odd]" in r.output.replace("\n", "")
+
+
+def test_unreachable_ray_is_a_job_failure(monkeypatch):
+    import workers.ray_exec as rx
+
+    def boom(address=None, num_cpus=None):
+        raise ConnectionError("could not reach GCS")
+
+    monkeypatch.setattr(rx, "ensure_ray", boom)
+    with pytest.raises(JobFailed, match="cannot start or connect to Ray at '10.0.0.1:6379'.*could not reach GCS"):
+        rx.RayExecutor("10.0.0.1:6379")
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_corrupt_data_pages_name_the_file_on_both_executors(tmp_path, executor, request):
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
+    write_corpus(tmp_path / "in", n_files=2)
+    _corrupt_parquet(tmp_path / "in/zz.parquet")
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 1}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    with pytest.raises(ShardError) as ei:
+        run_pipeline(spec, executor=executor, job_dir=tmp_path / "job")
+    assert ei.value.path.endswith("zz.parquet") and "corrupt data" in ei.value.problem
+    assert "Traceback" not in str(ei.value)
+    spec["settings"] = {"on_bad_shard": "skip"}
+    res = run_pipeline(spec, executor=executor, job_dir=tmp_path / "job2")
+    assert [Path(s["path"]).name for s in res.stats["skipped_shards"]] == ["zz.parquet"]
+    assert res.ledger["docs"]["in"] == 120
+
+
+@pytest.mark.ray
+def test_stage_error_on_ray_is_clear(tmp_path, ray_local):
+    write_corpus(tmp_path / "in", n_files=1)
+    node = {"id": "th", "stage": "threshold_filter", "inputs": ["docs"], "params": {"column": "extra", "value": "abc"}}
+    with pytest.raises(JobFailed) as ei:
+        run_pipeline(_one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node),
+                     executor="ray", job_dir=tmp_path / "job")
+    msg = str(ei.value)
+    assert msg.startswith("threshold_filter 'th': cannot compare column 'extra'") and "RayTaskError" not in msg
