@@ -232,3 +232,5 @@ def test_fast_path_equals_reference_computation(tmp_path: Path):
     st = PerplexityScore(model=str(p), on_empty="score").bind("pp", 1)
     got = st(_batch(texts)).kept.column("perplexity").to_pylist()
     assert got == [ccnet.doc_perplexity(m, t) for t in texts]
+    sliced = pa.concat_tables([_batch(texts[:700]), _batch(texts[700:])]).slice(650, 300)
+    assert st(sliced).kept.column("perplexity").to_pylist() == got[650:950]

@@ -35,22 +35,71 @@ def _abs(p: str | None) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
 
+# ASCII documents are normalized on bytes (lower-case, digits -> 0, control bytes deleted).
+# Leading / trailing spaces (which CCNet strips first) change neither the kenlm score nor
+# the word count, so stripping is skipped.
+
+
+_BYTE_MAP = np.arange(256, dtype=np.uint8)
+_BYTE_MAP[65:91] += 32  # A-Z -> a-z
+_BYTE_MAP[49:58] = 48  # 1-9 -> 0
+_BYTE_KEPT = np.ones(256, dtype=np.int64)
+_BYTE_KEPT[:32] = 0
+_BYTE_KEPT[127] = 0
+_BYTE_SPACE = np.zeros(256, dtype=np.int64)
+_BYTE_SPACE[32] = 1
+
+
 @nb.njit(cache=True)
-def _count_words(buf: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Words per document (maximal runs of non-space bytes) of concatenated ASCII docs."""
-    out = np.zeros(lens.shape[0], dtype=np.int64)
+def _ascii_normalize(data: np.ndarray, offsets: np.ndarray):
+    """One pass over a batch's UTF-8 bytes: for ASCII documents, the normalized bytes
+    (lower-case, digits -> 0, control bytes deleted) and ``len(normalized.split())``.
+    Returns (bytes, new offsets, words, is_ascii); non-ASCII documents are left to Python."""
+    n = offsets.shape[0] - 1
+    out = np.empty(offsets[n] - offsets[0], dtype=np.uint8)
+    new_off = np.zeros(n + 1, dtype=np.int64)
+    words = np.zeros(n, dtype=np.int64)
+    is_ascii = np.ones(n, dtype=np.bool_)
     pos = 0
-    for d in range(lens.shape[0]):
-        prev_space = True
-        c = 0
-        for i in range(pos, pos + lens[d]):
-            is_space = buf[i] == 32
-            if prev_space and not is_space:
-                c += 1
-            prev_space = is_space
-        out[d] = c
-        pos += lens[d]
-    return out
+    for d in range(n):
+        start = pos
+        prev = np.int64(1)  # 1 if the last kept byte was a space (or none yet)
+        c = np.int64(0)
+        hi_bits = np.uint8(0)
+        for i in range(offsets[d], offsets[d + 1]):  # branch-free: spaces are unpredictable
+            x = data[i]
+            hi_bits |= x
+            y = _BYTE_MAP[x]
+            kept = _BYTE_KEPT[x]
+            sp = _BYTE_SPACE[x]
+            c += kept & (1 - sp) & prev
+            prev = (prev & (1 - kept)) | sp
+            out[pos] = y
+            pos += kept
+        if hi_bits >= 0x80:
+            is_ascii[d] = False
+            pos = start
+            c = 0
+        words[d] = c
+        new_off[d + 1] = pos
+    return out[:pos], new_off, words, is_ascii
+
+
+def _utf8_parts(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(zero-based large_string array, its UTF-8 data (zero-copy uint8), int64 offsets);
+    nulls become ''."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = arr.cast(pa.large_string()).fill_null("")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    if n and offs[0] != 0:
+        arr = arr.take(pa.array(np.arange(n, dtype=np.int64)))
+        offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: n + 1]
+    buf = arr.buffers()[2]
+    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
+    return arr, data, offs
 
 
 class PerplexityScoreParams(StageParams):
@@ -139,11 +188,15 @@ class PerplexityScore(MapStage):
             out["model_order"] = len(arpa_orders(self._model_path))
         return out
 
-    def scores(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-        """(perplexity, is_empty) for a list of raw documents."""
+    def scores(self, texts: list[str | None] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """(perplexity, is_empty) for raw documents (a list or an Arrow string array)."""
         p = self.params
         if p.mode == "ccnet_faithful" and p.normalize and self._tok is None:
+            if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+                texts = pa.array(texts, type=pa.large_string())
             return self._scores_fast(texts)
+        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            texts = texts.to_pylist()
         model, tok = self._model, self._tok
         out = np.empty(len(texts), dtype=np.float64)
         empty = np.zeros(len(texts), dtype=bool)
@@ -154,21 +207,23 @@ class PerplexityScore(MapStage):
             out[i] = round(10.0 ** (-s / n), 1)
         return out, empty
 
-    def _scores_fast(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Whole-document CCNet scoring on UTF-8 bytes (kenlm takes bytes), words counted
-        vectorized for ASCII documents (whose only whitespace after normalization is ' ')."""
+    def _scores_fast(self, col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """Whole-document CCNet scoring straight from the Arrow UTF-8 buffer (kenlm takes
+        bytes); ASCII documents never become Python strings."""
         score = self._model.score
-        norm = ccnet.normalize_bytes
-        bs = [norm(t) if t else b"" for t in texts]
-        n = len(bs)
-        words = np.zeros(n, dtype=np.int64)
-        is_ascii = np.fromiter((b.isascii() for b in bs), dtype=bool, count=n)
-        if is_ascii.any():
-            sub = [b for b, a in zip(bs, is_ascii) if a]
-            lens = np.fromiter((len(b) for b in sub), dtype=np.int64, count=len(sub))
-            words[is_ascii] = _count_words(np.frombuffer(b"".join(sub), dtype=np.uint8), lens)
-        for i in np.nonzero(~is_ascii)[0]:
-            words[i] = len(bs[i].decode("utf-8").split())
+        arr, data, offs = _utf8_parts(col)
+        buf, new_off, words, is_ascii = _ascii_normalize(data, offs)
+        norm = buf.tobytes()
+        no = new_off.tolist()
+        ol = offs.tolist()
+        bs: list[bytes] = []
+        for i, a in enumerate(is_ascii.tolist()):
+            if a:
+                bs.append(norm[no[i] : no[i + 1]])
+            else:
+                b = ccnet.normalize_bytes(data[ol[i] : ol[i + 1]].tobytes().decode("utf-8"))
+                words[i] = len(b.decode("utf-8").split())
+                bs.append(b)
         log10 = np.array([score(b) for b in bs], dtype=np.float64)
         expo = (-log10 / (words + 1)).tolist()  # IEEE division: same as Python's
         out = np.array([round(10.0**e, 1) for e in expo], dtype=np.float64)  # Python pow + round, as CCNet
@@ -176,7 +231,7 @@ class PerplexityScore(MapStage):
 
     def process(self, batch: pa.Table) -> MapResult:
         col = batch.column(self.text_column)
-        pp, empty = self.scores(col.to_pylist())
+        pp, empty = self.scores(col)
         out = batch.append_column(schema.PERPLEXITY, pa.array(pp, type=pa.float64()))
         if self.params.on_empty == "score" or not empty.any():
             return MapResult(out, None)
