@@ -50,6 +50,9 @@ def test_compose_services_and_example_spec():
     worker = svcs["ray-worker"]
     assert "container_name" not in worker and "ports" not in worker  # scalable with --scale
     assert "--address=ray-head:6379" in worker["command"]
+    # drivers run in the api container, which must be a Ray node (zero CPUs) to host them
+    api_cmd = " ".join(svcs["api"]["command"])
+    assert "ray start --address=ray-head:6379 --num-cpus=0" in api_cmd and "curate serve" in api_cmd
     api_env = svcs["api"]["environment"]
     assert api_env["CURATE_RAY_ADDRESS"] == "ray-head:6379"
     assert "postgres:5432" in api_env["CURATE_DB_URL"] and api_env["AWS_ENDPOINT_URL"] == "http://minio:9000"
