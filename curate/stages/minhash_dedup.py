@@ -676,6 +676,7 @@ class _KeepReduce:
         ids = t.column("id")
         out = pa.table({
             schema.ID: ids.filter(pa.array(new)),
+            "uid": pa.array(uid[new], pa.int64()),
             "cluster": ids.take(pa.array(assign[new], pa.int64())),
             "size": pa.array(sizes[assign][new], pa.int64()),
             "kept": pa.array(kept[new]),
@@ -768,23 +769,49 @@ class _IndexWriter:
 # apply-side cache
 # ----------------------------------------------------------------------------------------
 
-_DECISIONS: dict[tuple, dict[str, tuple[str, int, bool, bool]]] = {}
+class DecisionTable:
+    """The fitted decisions in compact columnar form, sorted by 63-bit node id.
+
+    About 25 bytes per clustered document plus its cluster id string (no per-row Python
+    objects), looked up with a vectorized binary search per batch."""
+
+    def __init__(self, files: tuple[str, ...]):
+        cols = [schema.ID, "uid", "cluster", "size", "kept", "of_index"]
+        tables = [pq.read_table(f, columns=cols) for f in files]
+        t = pa.concat_tables(tables) if tables else pa.table(
+            {c: pa.array([], ty) for c, ty in zip(cols, [pa.string(), pa.int64(), pa.string(), pa.int64(),
+                                                       pa.bool_(), pa.bool_()])})
+        t = t.take(pc.sort_indices(t, sort_keys=[("uid", "ascending")]))
+        self.uid = _np(t, "uid")
+        self.size = _np(t, "size")
+        self.kept = t.column("kept").to_numpy(zero_copy_only=False).astype(bool)
+        self.of_index = t.column("of_index").to_numpy(zero_copy_only=False).astype(bool)
+        self.cluster = t.column("cluster").combine_chunks()
+
+    def __len__(self) -> int:
+        return len(self.uid)
+
+    def lookup(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Row of every id in the table and whether it was found."""
+        q = _uid(ids)
+        if len(self.uid) == 0:
+            return np.zeros(len(q), np.int64), np.zeros(len(q), bool)
+        pos = np.minimum(np.searchsorted(self.uid, q), len(self.uid) - 1)
+        return pos, self.uid[pos] == q
 
 
-def load_decisions(files: tuple[str, ...], token: str = "") -> dict[str, tuple[str, int, bool, bool]]:
-    """id -> (cluster id, cluster size, kept, of_index); loaded once per worker per state.
+_DECISIONS: dict[tuple, DecisionTable] = {}
+
+
+def load_decisions(files: tuple[str, ...], token: str = "") -> DecisionTable:
+    """The decision table of a fitted state, loaded once per worker per state.
 
     Cached by file paths and the state's content digest ``token`` (a refit in the same
     directory gets a new token, so a stale table is never reused)."""
     key = (files, token)
     got = _DECISIONS.get(key)
     if got is None:
-        got = {}
-        for f in files:
-            t = pq.read_table(f)
-            got.update(zip(t.column(schema.ID).to_pylist(),
-                           zip(t.column("cluster").to_pylist(), t.column("size").to_pylist(),
-                               t.column("kept").to_pylist(), t.column("of_index").to_pylist())))
+        got = DecisionTable(files)
         if len(_DECISIONS) > 4:
             _DECISIONS.clear()
         _DECISIONS[key] = got
@@ -975,28 +1002,26 @@ class MinHashDedup(BarrierStage):
     # -- apply -------------------------------------------------------------------------
     def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
         dec = load_decisions(tuple(state.get("decisions", [])), state.get("digest", ""))
-        ids = [str(x) for x in batch.column(schema.ID).to_pylist()]
+        id_col = pc.cast(batch.column(schema.ID), pa.string())
+        ids = id_col.to_pylist()
         n = len(ids)
-        cluster: list[str] = []
-        size = np.ones(n, dtype=np.int64)
-        kept = np.ones(n, dtype=bool)
+        pos, found = dec.lookup([str(x) for x in ids])
+        size = np.where(found, dec.size[pos] if len(dec) else 1, 1).astype(np.int64)
+        kept = np.where(found, dec.kept[pos] if len(dec) else True, True)
+        if len(dec):
+            cluster = pc.if_else(pa.array(found), dec.cluster.take(pa.array(pos, pa.int64())), id_col)
+        else:
+            cluster = id_col
         detail = [""] * n
-        for i, d in enumerate(ids):
-            r = dec.get(d)
-            if r is None:
-                cluster.append(d)
-                continue
-            cluster.append(r[0])
-            size[i] = r[1]
-            kept[i] = r[2]
-            if not r[2]:
-                where = "an indexed document" if r[3] else "document"
-                detail[i] = f"near-duplicate of {where} {r[0]} (cluster size {r[1]})"
+        for i in np.flatnonzero(~kept):
+            where = "an indexed document" if dec.of_index[pos[i]] else "document"
+            detail[i] = f"near-duplicate of {where} {cluster[int(i)].as_py()} (cluster size {size[i]})"
+        cluster = cluster.combine_chunks() if isinstance(cluster, pa.ChunkedArray) else cluster
         out = batch
         for name in (schema.DUP_CLUSTER, schema.DUP_CLUSTER_SIZE, schema.DUP_KEPT):
             if name in out.column_names:
                 out = out.drop_columns([name])
-        out = out.append_column(schema.DUP_CLUSTER, pa.array(cluster, pa.string()))
+        out = out.append_column(schema.DUP_CLUSTER, cluster)
         out = out.append_column(schema.DUP_CLUSTER_SIZE, pa.array(size, pa.int64()))
         out = out.append_column(schema.DUP_KEPT, pa.array(kept))
         if state.get("mode", "drop") == "annotate":
