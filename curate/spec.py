@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import glob as globlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -289,6 +290,7 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
     for name, out in ps.outputs.items():
         if out.node not in known:
             problems.append(Problem(node=name, field="node", message=f"output of unknown node '{out.node}'"))
+    problems += _name_problems(ps) + _output_path_problems(ps, check_inputs)
 
     # Cycles (over data inputs and extra inputs such as a DSIR target node).
     edges = {n.id: [i for i in n.inputs if i in ids] for n in ps.nodes}
@@ -334,6 +336,46 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
     if problems:
         raise SpecError(problems)
     return ps
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _name_problems(ps: PipelineSpec) -> list[Problem]:
+    """Node ids and input names become directory names in the job directory."""
+    out = []
+    for name in list(ps.inputs) + [n.id for n in ps.nodes]:
+        if not _SAFE_NAME.match(name):
+            out.append(Problem(node=name, field="id", message="use letters, digits, '_', '-' and '.' only "
+                               "(not starting with '.' or '-'): ids name directories in the job directory"))
+    return out
+
+
+def _output_path_problems(ps: PipelineSpec, check_inputs: bool) -> list[Problem]:
+    """Outputs must not share a directory or overwrite (or be re-read as) input files."""
+    out: list[Problem] = []
+    seen: dict[Path, str] = {}
+    for name, o in ps.outputs.items():
+        if "://" in o.path:
+            continue
+        d = Path(o.path).resolve()
+        other = seen.get(d)
+        if other is not None and ps.outputs[other].node != o.node:
+            out.append(Problem(node=name, field="path", message=f"same path as output '{other}' (its part files would be overwritten)"))
+        seen.setdefault(d, name)
+        if not check_inputs:
+            continue
+        for iname, inp in ps.inputs.items():
+            paths = inp.path if isinstance(inp.path, list) else [inp.path]
+            if any("://" in p for p in paths):
+                continue
+            files = [Path(f).resolve() for f in resolve_input_files(inp.path)]
+            inside_dir_input = any(Path(p).is_dir() and d.is_relative_to(Path(p).resolve()) for p in paths)
+            if inside_dir_input or any(f.parent == d for f in files):
+                out.append(Problem(node=name, field="path", message=(
+                    f"output directory {d} overlaps input '{iname}': a run would overwrite or delete its files "
+                    "or read its own output back")))
+    return out
 
 
 def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:

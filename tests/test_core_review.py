@@ -126,3 +126,87 @@ def test_stage_error_on_ray_is_clear(tmp_path, ray_local):
                      executor="ray", job_dir=tmp_path / "job")
     msg = str(ei.value)
     assert msg.startswith("threshold_filter 'th': cannot compare column 'extra'") and "RayTaskError" not in msg
+
+
+def _validation_problems(spec: dict) -> list[str]:
+    from curate.spec import SpecError, validate_spec
+
+    with pytest.raises(SpecError) as ei:
+        validate_spec(spec)
+    return [str(p) for p in ei.value.problems]
+
+
+def test_output_over_input_directory_is_rejected_and_input_survives(tmp_path):
+    files = write_corpus(tmp_path / "in", n_files=2)  # named part-N.parquet, like outputs
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 1}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "in"), node)
+    probs = _validation_problems(spec)
+    assert any("node 'o', path: output directory" in p and "overlaps input 'docs'" in p for p in probs)
+    with pytest.raises(Exception):
+        run_pipeline(spec, job_dir=tmp_path / "job")
+    assert all(f.exists() for f in files)
+    # An output inside a directory input would be ingested again by the next run.
+    spec = _one_node_spec(str(tmp_path / "in"), str(tmp_path / "in/out"), node)
+    assert any("overlaps input 'docs'" in p for p in _validation_problems(spec))
+
+
+def test_two_outputs_in_one_directory_are_rejected(tmp_path):
+    spec = {
+        "inputs": {"docs": {"path": "x.parquet"}},
+        "nodes": [
+            {"id": "a", "stage": "sample", "inputs": ["docs"], "params": {"fraction": 0.5}},
+            {"id": "b", "stage": "sample", "inputs": ["docs"], "params": {"fraction": 0.2}},
+        ],
+        "outputs": {"oa": {"node": "a", "path": str(tmp_path / "o")}, "ob": {"node": "b", "path": str(tmp_path / "o")}},
+    }
+    assert any("node 'ob', path: same path as output 'oa'" in p for p in _validation_problems(spec))
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", ".hidden", ""])
+def test_ids_that_are_not_safe_directory_names_are_rejected(bad):
+    spec = {
+        "inputs": {"docs": {"path": "x.parquet"}},
+        "nodes": [{"id": bad, "stage": "sample", "inputs": ["docs"], "params": {"fraction": 0.5}}],
+    }
+    assert any(f"node '{bad}', id: use letters" in p or "spec, id: use letters" in p for p in _validation_problems(spec))
+    spec = {"inputs": {bad or "_": {"path": "x.parquet"}}, "nodes": []}
+    if bad:
+        assert any("id: use letters" in p for p in _validation_problems(spec))
+
+
+def _rows(d: Path) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in d.rglob("part-*.parquet"))
+
+
+def test_resume_after_an_input_file_is_removed_matches_a_fresh_run(tmp_path):
+    write_corpus(tmp_path / "in", n_files=3)
+    spec = {
+        "inputs": {"docs": {"path": str(tmp_path / "in/*.parquet")}},
+        "nodes": [
+            {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 5}},
+            {"id": "s", "stage": "sample", "inputs": ["l"], "params": {"fraction": 0.5}},
+        ],
+        "outputs": {"o": {"node": "l", "path": str(tmp_path / "out")}, "o2": {"node": "s", "path": str(tmp_path / "out2")}},
+    }
+    run_pipeline(spec, job_dir=tmp_path / "job")
+    (tmp_path / "in/part-2.parquet").unlink()
+    res = run_pipeline(spec, job_dir=tmp_path / "job", resume=True)
+    fresh = dict(spec, outputs={"o": {"node": "l", "path": str(tmp_path / "f1")}, "o2": {"node": "s", "path": str(tmp_path / "f2")}})
+    ref = run_pipeline(fresh, job_dir=tmp_path / "fresh")
+    assert res.ledger == ref.ledger and res.ledger["docs"]["in"] == 120
+    assert read_output(tmp_path / "out").equals(read_output(tmp_path / "f1"))
+    assert read_output(tmp_path / "out2").equals(read_output(tmp_path / "f2"))
+    assert _rows(tmp_path / "job/rejects") == sum(n["rejected"] for n in res.ledger.values())
+
+
+def test_resume_after_a_param_change_leaves_no_stale_rejects(tmp_path):
+    write_corpus(tmp_path / "in", n_files=2)
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 5}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    first = run_pipeline(spec, job_dir=tmp_path / "job")
+    assert first.ledger["l"]["rejected"] == 2
+    spec["nodes"][0]["params"] = {"min_words": 1}
+    res = run_pipeline(spec, job_dir=tmp_path / "job", resume=True)
+    assert res.ledger["l"]["rejected"] == 0
+    assert _rows(tmp_path / "job/rejects/l") == 0
+    assert _rows(tmp_path / "job/rejects") == sum(n["rejected"] for n in res.ledger.values())

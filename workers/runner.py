@@ -267,6 +267,7 @@ class Job:
         wall = time.perf_counter() - t0
         for f in out_dir.glob("*.tmp"):
             f.unlink(missing_ok=True)
+        self._drop_stale_parts(step, {s["key"] for s in shards})
         self._merge_results(step, results, wall)
         try:
             run_stats = task.run_stats() if not step.uses_model else self._model_run_stats(step)
@@ -274,6 +275,17 @@ class Job:
             run_stats = {}
         for nid, rs in run_stats.items():
             self.node_stats.setdefault(nid, {}).setdefault("run_stats", {}).update(rs)
+
+    def _drop_stale_parts(self, step: Step, keys: set[str]) -> None:
+        """On resume, parts of shards that no longer exist (an input file was removed or
+        re-split) must not reach downstream steps, outputs or the rejects sink."""
+        dirs = [self.node_dirs[step.output]]
+        nodes = (step.sources if step.source_kind == "input" else []) + step.nodes
+        dirs += [self.job_dir / "rejects" / n for n in nodes]
+        for d in dirs:
+            for f in d.glob("part-*.parquet"):
+                if f.stem[len("part-"):] not in keys:
+                    f.unlink(missing_ok=True)
 
     def _model_run_stats(self, step: Step) -> dict[str, Any]:
         # Model digests etc. without loading models on the driver: stages that hold a
@@ -366,8 +378,12 @@ class Job:
             src = self.node_dirs[o.node]
             if dst != src:
                 dst.mkdir(parents=True, exist_ok=True)
-                for f in src.glob("part-*.parquet"):
-                    shutil.copyfile(f, dst / f.name)
+                names = {f.name for f in src.glob("part-*.parquet")}
+                for f in dst.glob("part-*.parquet"):
+                    if f.name not in names:  # stale part from an earlier (resumed) run
+                        f.unlink()
+                for name in sorted(names):
+                    shutil.copyfile(src / name, dst / name)
 
     # ------------------------------------------------------------------------------
     def _check_ledger(self) -> dict[str, dict[str, int]]:

@@ -193,6 +193,11 @@ class ShardTask:
             out.commit()
             for w in writers.values():
                 w.commit()
+            # A redone shard (resume after a spec change) that no longer rejects at a node
+            # must not leave the earlier run's rejects behind.
+            for node in self._node_ids(shard):
+                if node not in writers:
+                    (rej_root / node / f"part-{key}.parquet").unlink(missing_ok=True)
         except ShardError as e:
             out.abort()
             for w in writers.values():
@@ -220,6 +225,10 @@ class ShardTask:
         }
         write_json_atomic(Path(cfg["job_dir"]) / "_done" / cfg["step_id"] / f"{key}.json", result)
         return result
+
+    def _node_ids(self, shard: dict[str, Any]) -> list[str]:
+        ids = [shard["input"]] if shard.get("input") else []
+        return ids + ([self.cfg["barrier"]] if self.cfg.get("barrier") else []) + list(self.cfg["chain"])
 
     def _pipeline(self):
         if self._barrier is not None:
