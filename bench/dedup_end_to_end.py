@@ -122,6 +122,31 @@ def run_datasketch(files: list[str], threshold: float = 0.8, num_perm: int = 128
     return removed, time.perf_counter() - t0
 
 
+def run_datatrove(python: str, script: str, data_dir: str, work: Path, workers: int) -> tuple[set[str], float, int]:
+    """datatrove's 4 MinHash stages (14x8 defaults) via shared/tools/run_datatrove.py in its
+    own environment; wall = sum of the stages, peak = max tree RSS over the stages."""
+    import psutil
+
+    wall, peak = 0.0, 0
+    for stage in ("1", "2", "3", "4"):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([python, script, "--stage", stage, "--data", data_dir, "--workdir", str(work),
+                                 "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            with contextlib.suppress(Exception):
+                tot = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+                peak = max(peak, tot)
+            time.sleep(0.1)
+        wall += time.perf_counter() - t0
+        if proc.returncode:
+            raise RuntimeError(f"datatrove stage {stage} failed: {proc.stderr.read().decode()[-2000:]}")
+    subprocess.run([python, script, "--stage", "ids", "--data", data_dir, "--workdir", str(work)], check=True,
+                   capture_output=True)
+    removed = {ln.strip() for ln in (work / "removed.ids").read_text().splitlines() if ln.strip()}
+    return removed, wall, peak
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=100_000)
@@ -132,6 +157,9 @@ def main() -> None:
     ap.add_argument("--verify", type=float, default=0.8)
     ap.add_argument("--split", default="coverage", choices=["keep", "coverage"])
     ap.add_argument("--no-datasketch", action="store_true")
+    ap.add_argument("--datatrove-python", default=None, help="python of a separate env with datatrove 0.10.1")
+    ap.add_argument("--datatrove-script",
+                    default=str(Path(__file__).resolve().parents[2] / "shared/tools/run_datatrove.py"))
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="dedup-bench-"))
@@ -158,6 +186,10 @@ def main() -> None:
             files.append(str(f))
         n_docs = tbl.num_rows
         del tbl
+        corpus.texts = []  # scoring needs ids and pairs only; free the text before measuring memory
+        import gc
+
+        gc.collect()
 
     params = {"verify_jaccard": a.verify, "verify_split": a.split, "write_index": str(work / "index")}
     removed, info = run_curate(files, work / "curate", params, a.workers)
@@ -192,7 +224,18 @@ def main() -> None:
         print(f"datasketch MinHashLSH(0.8, 128) + Jaccard check, 1 process: wall {t_d:.1f}s; "
               f"T=0.8: precision {md['precision']:.4f} recall {md['recall']:.4f} F1 {md['f1']:.4f}")
         print(f"ratios: speed {t_d / info['wall_s']:.2f}x datasketch, F1 {m['f1'] - md['f1']:+.4f}")
-    print("datatrove: not run (needs a separate environment with xxhash<4, spacy, tokenizers)")
+    if a.datatrove_python:
+        data_dir = os.path.join(a.data, "shards") if a.data else str(work / "in")
+        rem_t, t_t, peak_t = run_datatrove(a.datatrove_python, a.datatrove_script, data_dir, work / "datatrove",
+                                           a.workers)
+        mt = score(rem_t, "datatrove")
+        print(f"datatrove 0.10.1 4-stage MinHash (14x8), {a.workers} workers: wall {t_t:.1f}s, peak tree RSS "
+              f"{peak_t / 2**20:.0f} MB; T=0.8: precision {mt['precision']:.4f} recall {mt['recall']:.4f} "
+              f"F1 {mt['f1']:.4f}")
+        print(f"ratios vs datatrove: speed {t_t / info['wall_s']:.2f}x, F1 {m['f1'] - mt['f1']:+.4f}, "
+              f"peak memory {info['peak_tree_rss_mb'] / (peak_t / 2**20):.2f}x")
+    else:
+        print("datatrove: not run (pass --datatrove-python from an env with datatrove, xxhash<4, spacy, tokenizers)")
 
 
 if __name__ == "__main__":
