@@ -169,3 +169,17 @@ def test_ids_differ_across_inputs_with_the_same_layout(tmp_path):
     ids = read_output(tmp_path / "out").column("id").to_pylist()
     assert len(ids) == 4 and len(set(ids)) == 4
     assert res.ledger["u"]["in"] == 4
+
+
+def test_remote_output_is_uploaded_via_fsspec(tmp_path):
+    import fsspec
+
+    write_corpus(tmp_path / "in", n_files=1)
+    spec = branch_join_spec(str(tmp_path / "in/*.parquet"), "memory://curate-test/out")
+    res = _run(tmp_path, spec)
+    fs = fsspec.filesystem("memory")
+    parts = [p for p in fs.ls("/curate-test/out", detail=False) if "part-" in p]
+    assert res.outputs["kept"] == "memory://curate-test/out"
+    with fs.open(parts[0], "rb") as f:
+        assert pq.read_table(f).num_rows > 0
+    assert sum(pq.read_table(fs.open(p, "rb")).num_rows for p in parts) == res.ledger["both"]["kept"]

@@ -123,6 +123,8 @@ class Job:
         for x in self.plan.materialized:
             self.node_dirs[x] = self.job_dir / "nodes" / x
         for out in self.spec.outputs.values():
+            if _is_remote(out.path):
+                continue  # written locally under nodes/, uploaded when the job succeeds
             self.node_dirs.setdefault(out.node, Path(out.path).resolve())
             if self.node_dirs[out.node] == self.job_dir / "nodes" / out.node:
                 self.node_dirs[out.node] = Path(out.path).resolve()
@@ -158,7 +160,7 @@ class Job:
             if err is e:
                 raise
             raise err from e
-        outputs = {name: str(Path(o.path).resolve()) for name, o in self.spec.outputs.items()}
+        outputs = {name: o.path if _is_remote(o.path) else str(Path(o.path).resolve()) for name, o in self.spec.outputs.items()}
         stats = self._write_stats(started, "succeeded", outputs=outputs)
         write_json_atomic(self.job_dir / "ledger.json", ledger)
         write_json_atomic(self.job_dir / "result.json", {"state": "succeeded", "error": None, "outputs": outputs})
@@ -374,8 +376,11 @@ class Job:
 
     def _copy_extra_outputs(self) -> None:
         for name, o in self.spec.outputs.items():
-            dst = Path(o.path).resolve()
             src = self.node_dirs[o.node]
+            if _is_remote(o.path):
+                _upload(src, o.path)
+                continue
+            dst = Path(o.path).resolve()
             if dst != src:
                 dst.mkdir(parents=True, exist_ok=True)
                 names = {f.name for f in src.glob("part-*.parquet")}
@@ -485,6 +490,27 @@ class Job:
             report.write_report(self.job_dir)
         except Exception as e:  # a report problem must not fail a finished job
             self.warnings.append(f"report not written: {e}")
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in str(path)
+
+
+def _upload(src: Path, dst: str) -> None:
+    """Copy a node's part files to a remote prefix (s3://...); each object PUT is atomic."""
+    import fsspec
+
+    fs, _, (root,) = fsspec.get_fs_token_paths(dst)
+    names = sorted(f.name for f in src.glob("part-*.parquet"))
+    try:
+        existing = [p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith("part-")]
+    except FileNotFoundError:
+        existing = []
+    for p in existing:  # stale parts of an earlier run
+        if p.rsplit("/", 1)[-1] not in names:
+            fs.rm(p)
+    for n in names:
+        fs.put_file(str(src / n), f"{root.rstrip('/')}/{n}")
 
 
 def output_files(path: str | Path) -> list[str]:
