@@ -81,6 +81,26 @@ def test_numba_kernel_matches_python_reference_on_unicode():
         assert (fz.counts(docs)[0] == total).all()
 
 
+def test_wordpunct_classes_follow_nltk_3_10():
+    # nltk >= 3.10 runs WordPunct's pattern on the `regex` engine: marks (U+0301, U+FE0F) are
+    # word characters, '₁' (No) and '❤' (So) are not, and \x1c-\x1f are not spaces.
+    text = "t₁ \u2764\ufe0f e\u0301x a\x1cb"
+    assert D.wordpunct_tokenize(text) == ["t", "₁", "\u2764", "\ufe0f", "e\u0301x", "a", "\x1c", "b"]
+    fz = D.HashedNgramFeaturizer()
+    assert fz.counts([text])[1].tolist() == [8]
+
+
+def test_matches_installed_reference_package_when_available():
+    hd = pytest.importorskip("data_selection.hashed_ngram_dsir")
+    rng = random.Random(11)
+    alphabet = list("ab AB 1_.,;\t\n\x1c") + ["é", "e\u0301", "₁", "❤️", "日本", "٣", "\u00a0", "Ⅻ", "😀"]
+    docs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    fz = D.HashedNgramFeaturizer()
+    for d in docs:
+        ref = hd.get_ngram_counts(d, n=2, num_buckets=10000, tokenizer=hd.wpt.tokenize)
+        assert (fz.dense(d) == ref).all(), repr(d)
+
+
 def test_cache_eviction_does_not_change_results():
     docs = [" ".join(f"w{i * 7 + j}" for j in range(50)) for i in range(200)]
     small = D.HashedNgramFeaturizer(10000, 2, max_cache=1 << 14)

@@ -19,10 +19,12 @@ remembers the bucket afterwards. Results are identical to hashing every n-gram.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numba as nb
 import numpy as np
@@ -30,7 +32,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-WORDPUNCT_RE = re.compile(r"\w+|[^\w\s]+")
 EPS = 1e-8  # the reference's epsilon inside the logs (also used for the KL metric)
 
 _SPACE, _WORD, _OTHER = 0, 1, 2
@@ -42,8 +43,11 @@ _SPACE, _WORD, _OTHER = 0, 1, 2
 
 
 def wordpunct_tokenize(text: str) -> list[str]:
-    """NLTK ``WordPunctTokenizer().tokenize`` (regex ``\\w+|[^\\w\\s]+``)."""
-    return WORDPUNCT_RE.findall(text)
+    """NLTK ``WordPunctTokenizer().tokenize`` (``\\w+|[^\\w\\s]+`` with nltk 3.10's classes)."""
+    global _WORDPUNCT_RE
+    if _WORDPUNCT_RE is None:
+        _WORDPUNCT_RE = _class_pattern()
+    return _WORDPUNCT_RE.findall(text)
 
 
 def hash_buckets(s: str, num_buckets: int = 10000) -> int:
@@ -69,27 +73,75 @@ def get_ngram_counts_py(text: str, ngrams: int = 2, num_buckets: int = 10000) ->
 
 
 # ----------------------------------------------------------------------------------------
-# Character classes of Python's `re` (\w, \s) for every code point
+# Character classes of WordPunct's \w and \s for every code point
 # ----------------------------------------------------------------------------------------
+# nltk >= 3.10 compiles WordPunct's pattern with the third-party `regex` engine, whose \w
+# (Unicode TR18: letters, marks, decimal digits, connector punctuation, join controls) and
+# \s differ from `re`'s (e.g. combining marks are word characters, '₁' is not, and
+# \x1c-\x1f are not spaces). The classes are shipped as run-length data generated from
+# `regex` (see generate_class_runs), so features never depend on the installed Unicode
+# tables and need neither nltk nor regex at run time.
 
+_CLASS_FILE = Path(__file__).resolve().parent.parent / "data" / "wordpunct_classes.json"
 _CLASS_TABLE: np.ndarray | None = None
 
 
+def generate_class_runs() -> dict:
+    """Build the run-length class data from the installed `regex` module (maintenance only)."""
+    import regex  # noqa: PLC0415 - optional, maintenance only
+
+    n = sys.maxunicode + 1
+    cps = np.r_[np.arange(0, 0xD800), np.arange(0xE000, n)]
+    s = "".join(map(chr, cps.tolist()))
+    table = np.full(n, _OTHER, dtype=np.uint8)
+    flags = regex.UNICODE | regex.MULTILINE | regex.DOTALL  # nltk's RegexpTokenizer flags
+    for pat, cls in ((r"\w", _WORD), (r"\s", _SPACE)):
+        pos = np.array([m.start() for m in regex.finditer(pat, s, flags=flags)], dtype=np.int64)
+        table[cps[pos]] = cls
+    starts = np.r_[0, np.nonzero(np.diff(table.astype(np.int16)))[0] + 1]
+    return {
+        "source": f"regex {regex.__version__} (the engine of nltk 3.10 WordPunctTokenizer)",
+        "classes": {"0": "space (\\s)", "1": "word (\\w)", "2": "other"},
+        "runs": [[int(a), int(table[a])] for a in starts],
+    }
+
+
 def char_class_table() -> np.ndarray:
-    """uint8 class per code point: 0 = ``\\s``, 1 = ``\\w``, 2 = other (built from ``re``)."""
+    """uint8 class per code point: 0 = space, 1 = word, 2 = other (WordPunct semantics)."""
     global _CLASS_TABLE
     if _CLASS_TABLE is None:
-        n = sys.maxunicode + 1
-        table = np.full(n, _OTHER, dtype=np.uint8)
-        # Surrogates cannot occur in valid UTF-8; build the string without them.
-        cps = np.r_[np.arange(0, 0xD800), np.arange(0xE000, n)]
-        s = "".join(map(chr, cps.tolist()))
-        pos = np.array([m.start() for m in re.finditer(r"\w", s)], dtype=np.int64)
-        table[cps[pos]] = _WORD
-        pos = np.array([m.start() for m in re.finditer(r"\s", s)], dtype=np.int64)
-        table[cps[pos]] = _SPACE
+        runs = json.loads(_CLASS_FILE.read_text())["runs"]
+        table = np.empty(sys.maxunicode + 1, dtype=np.uint8)
+        bounds = [r[0] for r in runs] + [len(table)]
+        for (start, cls), end in zip(runs, bounds[1:]):
+            table[start:end] = cls
         _CLASS_TABLE = table
     return _CLASS_TABLE
+
+
+def _class_pattern() -> re.Pattern[str]:
+    """``[word]+|[other]+`` as explicit code point ranges (a fast pure-Python tokenizer)."""
+    runs = json.loads(_CLASS_FILE.read_text())["runs"]
+    bounds = [r[0] for r in runs] + [sys.maxunicode + 1]
+    parts: dict[int, list[str]] = {_WORD: [], _OTHER: []}
+    for (start, cls), end in zip(runs, bounds[1:]):
+        if cls == _SPACE:
+            continue
+        lo, hi = start, end - 1
+        if cls == _OTHER:  # surrogates cannot occur in str from valid UTF-8; keep them out
+            if lo <= 0xDFFF and hi >= 0xD800:
+                pieces = [(lo, 0xD7FF), (0xE000, hi)]
+            else:
+                pieces = [(lo, hi)]
+        else:
+            pieces = [(lo, hi)]
+        for a, b in pieces:
+            if a <= b:
+                parts[cls].append(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}")
+    return re.compile("[" + "".join(parts[_WORD]) + "]+|[" + "".join(parts[_OTHER]) + "]+")
+
+
+_WORDPUNCT_RE: re.Pattern[str] | None = None
 
 
 # ----------------------------------------------------------------------------------------
