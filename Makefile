@@ -17,12 +17,14 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Test-only system tools (headless Chromium for the report screenshot test, Debian's
-# docker-compose client to validate docker-compose.yml). Best effort: tests that need
+# docker-compose client to validate docker-compose.yml, PostgreSQL for the job-store
+# test on Postgres). Best effort: tests that need
 # them say so and skip if they could not be installed.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (apt)"; \
