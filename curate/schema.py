@@ -35,6 +35,7 @@ NULL_TEXT = "null_text"
 EMPTY_TEXT = "empty_text"
 TOO_LONG = "too_long"
 INVALID_UTF8 = "invalid_utf8"
+NULL_ID = "null_id"  # a user-supplied id column holds a null
 
 # Columns the ingest step guarantees downstream.
 INGEST_COLUMNS = frozenset({ID})

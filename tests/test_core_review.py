@@ -210,3 +210,17 @@ def test_resume_after_a_param_change_leaves_no_stale_rejects(tmp_path):
     assert res.ledger["l"]["rejected"] == 0
     assert _rows(tmp_path / "job/rejects/l") == 0
     assert _rows(tmp_path / "job/rejects") == sum(n["rejected"] for n in res.ledger.values())
+
+
+def test_null_user_ids_are_quarantined_not_deduplicated_together(tmp_path):
+    """Before: null ids passed ingest and exact_dedup treated every null-id row as one doc."""
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": ["a", None, None, "d"], "text": ["x y", "same text", "other text", "same text"]}),
+                   tmp_path / "in/x.parquet")
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), {"id": "dd", "stage": "exact_dedup", "inputs": ["docs"]})
+    res = run_pipeline(spec, job_dir=tmp_path / "job")
+    assert res.stats["nodes"]["docs"]["rejects_by_reason"] == {"null_id": 2}
+    assert res.ledger["dd"] == {"in": 2, "kept": 2, "rejected": 0, "copies_added": 0}
+    rej = pq.read_table(next((tmp_path / "job/rejects/docs").glob("*.parquet")))
+    assert sorted(rej.column("text").to_pylist()) == ["other text", "same text"]
+    assert set(rej.column("detail").to_pylist()) == {"column 'id' is null"}

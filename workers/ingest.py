@@ -139,7 +139,7 @@ def read_shard(
 
     Clean rows have an ``id`` (kept or assigned), the text column as UTF-8 string and
     ``domain`` when the input sets one. Quarantined rows carry ``reason``/``detail``:
-    null_text, empty_text, too_long or invalid_utf8.
+    null_id, null_text, empty_text, too_long or invalid_utf8.
     """
     try:
         pf = pq.ParquetFile(_open(shard.path))
@@ -182,6 +182,9 @@ def _clean(
     col = t.column(tc)
     reason = np.full(n, "", dtype=object)
     detail = np.full(n, "", dtype=object)
+    if has_id:  # a null id cannot be deduplicated, sampled or traced: quarantine it
+        reason[pc.is_null(t.column(schema.ID)).to_numpy(zero_copy_only=False)] = schema.NULL_ID
+        detail[reason == schema.NULL_ID] = f"column '{inp.id_column}' is null"
     if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
         vals = col.to_pylist()
         dec: list[str | None] = []
