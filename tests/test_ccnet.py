@@ -79,9 +79,10 @@ def test_fast_paths_match_straightforward_transcription():
         "²",
         "日",
     ]
-    for _ in range(2000):
-        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    for s in texts:
         assert ccnet.normalize(s) == _reference_normalize(s), repr(s)
+    assert ccnet.normalize_bytes_many(texts) == [_reference_normalize(s).encode() for s in texts]
 
 
 def test_kenlm_scoring_semantics_on_hand_made_bigram(tmp_path: Path):

@@ -227,7 +227,28 @@ def test_fast_path_equals_reference_computation(tmp_path: Path):
     estimate(["a a b a", "b a a b", "a 0 b", "c a"], 3).write_arpa(str(p))
     m = kenlm.Model(str(p))
     rng = random.Random(5)
-    alphabet = ["a", "b", "A", "B", "c", " ", "  ", "\n", "\t", "1", "9", "\x01", "é", "—", "x"]
+    alphabet = [
+        "a",
+        "b",
+        "A",
+        "B",
+        "c",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "1",
+        "9",
+        "\x01",
+        "é",
+        "—",
+        "x",
+        "\u00a0",
+        "\u3000",
+        "\x85",
+        "٣",
+        "日",
+    ]
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25))) for _ in range(1500)]
     st = PerplexityScore(model=str(p), on_empty="score").bind("pp", 1)
     got = st(_batch(texts)).kept.column("perplexity").to_pylist()

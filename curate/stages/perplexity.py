@@ -85,6 +85,46 @@ def _ascii_normalize(data: np.ndarray, offsets: np.ndarray):
     return out[:pos], new_off, words, is_ascii
 
 
+# Code points str.split() treats as whitespace (none above U+3000).
+_UNICODE_SPACE = np.array([chr(c).isspace() for c in range(0x3001)], dtype=np.bool_)
+
+
+@nb.njit(cache=True)
+def _count_words_utf8(data: np.ndarray, lens: np.ndarray, space: np.ndarray) -> np.ndarray:
+    """``len(text.split())`` for concatenated UTF-8 documents of the given byte lengths."""
+    out = np.zeros(lens.shape[0], dtype=np.int64)
+    pos = 0
+    for d in range(lens.shape[0]):
+        end = pos + lens[d]
+        prev = True
+        c = 0
+        while pos < end:
+            b0 = data[pos]
+            if b0 < 0x80:
+                cp = np.int64(b0)
+                ln = 1
+            elif b0 < 0xE0:
+                cp = ((np.int64(b0) & 0x1F) << 6) | (np.int64(data[pos + 1]) & 0x3F)
+                ln = 2
+            elif b0 < 0xF0:
+                cp = (
+                    ((np.int64(b0) & 0x0F) << 12)
+                    | ((np.int64(data[pos + 1]) & 0x3F) << 6)
+                    | (np.int64(data[pos + 2]) & 0x3F)
+                )
+                ln = 3
+            else:
+                cp = 0x10000
+                ln = 4
+            is_space = cp < space.shape[0] and space[cp]
+            if prev and not is_space:
+                c += 1
+            prev = is_space
+            pos += ln
+        out[d] = c
+    return out
+
+
 def _utf8_parts(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """(zero-based large_string array, its UTF-8 data (zero-copy uint8), int64 offsets);
     nulls become ''."""
@@ -217,13 +257,19 @@ class PerplexityScore(MapStage):
         no = new_off.tolist()
         ol = offs.tolist()
         bs: list[bytes] = []
+        other: list[int] = []
         for i, a in enumerate(is_ascii.tolist()):
-            if a:
-                bs.append(norm[no[i] : no[i + 1]])
-            else:
-                b = ccnet.normalize_bytes(data[ol[i] : ol[i + 1]].tobytes().decode("utf-8"))
-                words[i] = len(b.decode("utf-8").split())
-                bs.append(b)
+            bs.append(norm[no[i] : no[i + 1]] if a else b"")
+            if not a:
+                other.append(i)
+        if other:
+            raw = [data[ol[i] : ol[i + 1]].tobytes().decode("utf-8") for i in other]
+            sub = ccnet.normalize_bytes_many(raw)
+            for i, b in zip(other, sub):
+                bs[i] = b
+            lens = np.fromiter((len(b) for b in sub), dtype=np.int64, count=len(sub))
+            buf_o = np.frombuffer(b"".join(sub), dtype=np.uint8)
+            words[np.array(other, dtype=np.int64)] = _count_words_utf8(buf_o, lens, _UNICODE_SPACE)
         log10 = np.array([score(b) for b in bs], dtype=np.float64)
         expo = (-log10 / (words + 1)).tolist()  # IEEE division: same as Python's
         out = np.array([round(10.0**e, 1) for e in expo], dtype=np.float64)  # Python pow + round, as CCNet

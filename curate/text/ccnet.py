@@ -22,6 +22,9 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any, Literal
 
+import numba as nb
+import numpy as np
+
 # Fixed CCNet punctuation map (34 entries).
 UNICODE_PUNCT: dict[str, str] = {
     "，": ",", "。": ".", "、": ",", "„": '"', "”": '"', "“": '"', "«": '"', "»": '"',
@@ -47,10 +50,23 @@ _BYTES_DELETE = bytes(range(32)) + b"\x7f"
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
 
+_RUN_CACHE: dict[str, str] = {}  # memo of a pure function: run -> normalized run
+
+
+def _fix_non_ascii_str(run: str) -> str:
+    out = _DIGIT_RE.sub("0", strip_accents(run))
+    return _NON_PRINTING_RE.sub("", out.translate(_PUNCT_TABLE))
+
+
 def _fix_non_ascii(m: re.Match[str]) -> str:
-    run = strip_accents(m.group())
-    run = _DIGIT_RE.sub("0", run)
-    return _NON_PRINTING_RE.sub("", run.translate(_PUNCT_TABLE))
+    run = m.group()
+    out = _RUN_CACHE.get(run)
+    if out is None:
+        out = _fix_non_ascii_str(run)
+        if len(_RUN_CACHE) >= 100_000:
+            _RUN_CACHE.clear()
+        _RUN_CACHE[run] = out
+    return out
 
 
 def normalize_bytes(line: str) -> bytes:
@@ -62,6 +78,72 @@ def normalize_bytes(line: str) -> bytes:
     if not line.isascii():
         line = _NON_ASCII_RUN.sub(_fix_non_ascii, line)
     return line.encode("utf-8").translate(_BYTES_TABLE, _BYTES_DELETE)
+
+
+@nb.njit(cache=True)
+def _non_ascii_runs(data: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximal runs of bytes >= 0x80 (= runs of non-ASCII characters in UTF-8), as
+    (doc-relative start, end) pairs, plus the number of runs per document."""
+    n_runs = np.zeros(lens.shape[0], dtype=np.int64)
+    spans = np.empty((data.shape[0] // 2 + 1, 2), dtype=np.int64)
+    k = 0
+    pos = 0
+    for d in range(lens.shape[0]):
+        end = pos + lens[d]
+        i = pos
+        while i < end:
+            if data[i] >= 0x80:
+                j = i + 1
+                while j < end and data[j] >= 0x80:
+                    j += 1
+                spans[k, 0] = i - pos
+                spans[k, 1] = j - pos
+                k += 1
+                n_runs[d] += 1
+                i = j
+            else:
+                i += 1
+        pos = end
+    return spans[:k], n_runs
+
+
+def _fix_run_bytes(run: bytes) -> bytes:
+    out = _RUN_BYTES_CACHE.get(run)
+    if out is None:
+        out = _fix_non_ascii_str(run.decode("utf-8")).encode("utf-8")
+        if len(_RUN_BYTES_CACHE) >= 100_000:
+            _RUN_BYTES_CACHE.clear()
+        _RUN_BYTES_CACHE[run] = out
+    return out
+
+
+_RUN_BYTES_CACHE: dict[bytes, bytes] = {}
+
+
+def normalize_bytes_many(texts: list[str]) -> list[bytes]:
+    """``[normalize_bytes(t) for t in texts]``, faster for mostly-ASCII non-ASCII text:
+    the non-ASCII runs are found on UTF-8 bytes in one numba pass and mapped through a cache."""
+    enc = [t.strip().lower().encode("utf-8") for t in texts]
+    if not enc:
+        return []
+    lens = np.fromiter((len(b) for b in enc), dtype=np.int64, count=len(enc))
+    spans, n_runs = _non_ascii_runs(np.frombuffer(b"".join(enc), dtype=np.uint8), lens)
+    out: list[bytes] = []
+    k = 0
+    sp = spans.tolist()
+    for b, r in zip(enc, n_runs.tolist()):
+        if r:
+            pieces = []
+            prev = 0
+            for a, e in sp[k : k + r]:
+                pieces.append(b[prev:a])
+                pieces.append(_fix_run_bytes(b[a:e]))
+                prev = e
+            pieces.append(b[prev:])
+            b = b"".join(pieces)
+            k += r
+        out.append(b.translate(_BYTES_TABLE, _BYTES_DELETE))
+    return out
 
 
 def _mn_regex() -> re.Pattern[str]:
