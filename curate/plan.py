@@ -65,7 +65,7 @@ def make_plan(spec: PipelineSpec) -> Plan:
     # inputs are always ingested once (its rejects are recorded) if they are consumed.
     steps: dict[str, Step] = {}
     for x in materialized:
-        if x in spec.inputs and not consumers[x]:
+        if x in spec.inputs and not consumers[x] and x not in outputs:
             continue
         chain: list[str] = []
         cur = x

@@ -224,3 +224,26 @@ def test_null_user_ids_are_quarantined_not_deduplicated_together(tmp_path):
     rej = pq.read_table(next((tmp_path / "job/rejects/docs").glob("*.parquet")))
     assert sorted(rej.column("text").to_pylist()) == ["other text", "same text"]
     assert set(rej.column("detail").to_pylist()) == {"column 'id' is null"}
+
+
+def test_an_input_can_be_an_output_on_its_own(tmp_path):
+    """Before: an output naming an input with no consumer silently wrote nothing."""
+    write_corpus(tmp_path / "in", n_files=2)
+    spec = {"inputs": {"docs": {"path": str(tmp_path / "in/*.parquet")}}, "nodes": [],
+            "outputs": {"raw": {"node": "docs", "path": str(tmp_path / "out")}}}
+    res = run_pipeline(spec, job_dir=tmp_path / "job")
+    assert res.ledger["docs"] == {"in": 120, "kept": 116, "rejected": 4, "copies_added": 0}
+    out = read_output(tmp_path / "out")
+    assert out.num_rows == 116 and len(set(out.column("id").to_pylist())) == 116
+
+
+def test_ledger_checks_the_files_on_disk(tmp_path):
+    from workers import LedgerError
+
+    write_corpus(tmp_path / "in", n_files=2)
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 5}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    run_pipeline(spec, job_dir=tmp_path / "job")
+    next((tmp_path / "job/rejects/l").glob("part-*.parquet")).unlink()  # completion records survive
+    with pytest.raises(LedgerError, match="node 'l': 1 rows in the rejects sink != rejected 2"):
+        run_pipeline(spec, job_dir=tmp_path / "job", resume=True)

@@ -184,8 +184,9 @@ class Job:
     def _list_inputs(self) -> dict[str, list[Shard]]:
         out: dict[str, list[Shard]] = {}
         bad_all: list[dict] = []
+        read = {s.sources[0] for s in self.plan.steps if s.source_kind == "input"}
         for name, inp in self.spec.inputs.items():
-            if not self.plan.consumers.get(name):
+            if name not in read:
                 continue
             shards, bad = list_input_shards(name, inp, self.spec.settings.rows_per_shard)
             for b in bad:
@@ -354,7 +355,7 @@ class Job:
 
     def _merge_results(self, step: Step, results: list[dict], wall: float) -> None:
         keys = ("in", "kept", "rejected", "bytes_in", "bytes_kept", "bytes_rejected", "copies_added", "wall_s", "cpu_s")
-        for r in results:
+        for r in sorted(results, key=lambda r: r["key"]):  # Ray returns them in completion order
             if r.get("skipped"):
                 self.skipped.append(r["skipped"])
                 self.warnings.append(f"skipped bad shard {r['skipped']['path']}: {r['skipped']['problem']}")
@@ -409,9 +410,27 @@ class Job:
             upstream = sum(ledger[i]["kept"] + ledger[i]["copies_added"] for i in data_ins if i in ledger)
             if upstream != ledger[n.id]["in"]:
                 problems.append(f"node '{n.id}': in {ledger[n.id]['in']} != upstream kept {upstream}")
+        problems += self._check_files(ledger)
         if problems:
             raise LedgerError("ledger does not balance:\n" + "\n".join("  - " + p for p in problems))
         return ledger
+
+    def _check_files(self, ledger: dict[str, dict[str, int]]) -> list[str]:
+        """What is on disk agrees with the counts: node parts hold ``kept`` (+ copies)
+        rows and the rejects sink holds ``rejected`` rows (Parquet footers only)."""
+
+        def rows(d: Path) -> int:
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in d.glob("part-*.parquet"))
+
+        problems = []
+        for nid, c in ledger.items():
+            d = self.node_dirs.get(nid)
+            if d is not None and rows(d) != c["kept"] + c["copies_added"]:
+                problems.append(f"node '{nid}': {rows(d)} rows in {d} != kept {c['kept'] + c['copies_added']}")
+            r = rows(self.job_dir / "rejects" / nid)
+            if r != c["rejected"]:
+                problems.append(f"node '{nid}': {r} rows in the rejects sink != rejected {c['rejected']}")
+        return problems
 
     def _check_duplicate_ids(self) -> None:
         """Detect duplicate ids in user-supplied id columns (assigned ids are unique)."""
