@@ -364,3 +364,32 @@ def test_tiny_fraction_selects_nothing_with_warning(tmp_path):
     import json
 
     json.dumps(state, allow_nan=False)  # strict JSON
+
+
+def test_offline_target_counts_cli_and_stage(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    files, _, _ = _pool(tmp_path)
+    tgt = _write(tmp_path / "tgt.parquet", [" ".join(f"alpha{i}" for i in range(50))])
+    r = CliRunner().invoke(app, ["dsir", "fit", tgt, "--out", str(tmp_path / "t.npz")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["docs"] == 1
+    a = DsirResample(target=tgt, min_tokens=10, budget=20).bind("d", 11)
+    b = DsirResample(target=str(tmp_path / "t.npz"), min_tokens=10, budget=20).bind("d", 11)
+    sa, sb = _fit(tmp_path / "a", a, files), _fit(tmp_path / "b", b, files)
+    assert (
+        sa["threshold_key"] == sb["threshold_key"]
+        and sa["stats"]["kl_reduction"] == sb["stats"]["kl_reduction"]
+    )
+    with pytest.raises(StageError, match="num_buckets=10000"):
+        _fit(
+            tmp_path / "c",
+            DsirResample(target=str(tmp_path / "t.npz"), num_buckets=500, budget=5).bind("d", 1),
+            files,
+        )
+    with pytest.raises(StageError, match="not found"):
+        _fit(tmp_path / "d", DsirResample(target=str(tmp_path / "none.npz"), budget=5).bind("d", 1), files)

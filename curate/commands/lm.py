@@ -104,6 +104,49 @@ def score(
     typer.echo(json.dumps({"normalized": lines, "perplexity": ccnet.doc_perplexity(m, text, mode, tok)}))  # type: ignore[arg-type]
 
 
+dsir_app = typer.Typer(
+    name="dsir",
+    help="Fit DSIR targets offline for dsir_resample.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@dsir_app.command("fit")
+def dsir_fit(
+    target: str = typer.Argument(..., help="Target corpus: Parquet file/glob/directory, .jsonl or .txt"),
+    out: Path = typer.Option(..., "--out", help="Output .npz (pass it as dsir_resample's `target`)"),
+    text_column: str = typer.Option("text", "--text-column", help="Text column (Parquet) or field (jsonl)"),
+    num_buckets: int = typer.Option(
+        10000, "--num-buckets", min=1, help="Hash buckets (must match the stage)"
+    ),
+    ngrams: int = typer.Option(
+        2, "--ngrams", min=1, max=5, help="Highest n-gram order (must match the stage)"
+    ),
+) -> None:
+    """Hashed n-gram counts of a target corpus (data-selection compatible features)."""
+    from curate.lm import iter_corpus
+    from curate.stages.dsir import fit_target_counts, save_target_counts
+
+    if not str(out).endswith(".npz"):
+        console.print("[red]--out must end in .npz[/red]")
+        raise typer.Exit(2)
+    try:
+        fitted = fit_target_counts(iter_corpus(target, text_column), num_buckets, ngrams)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]dsir fit: {e}[/red]")
+        raise typer.Exit(1) from e
+    if fitted["docs"] == 0 or fitted["counts"].sum() == 0:
+        console.print(f"[red]dsir fit: target {target!r} is empty[/red]")
+        raise typer.Exit(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_target_counts(out, fitted, num_buckets, ngrams)
+    facts = {"out": str(out), "docs": fitted["docs"], "ngrams_total": int(fitted["counts"].sum()),
+             "num_buckets": num_buckets, "ngrams": ngrams}  # fmt: skip
+    typer.echo(json.dumps(facts, indent=2))
+
+
 def register(root: typer.Typer) -> None:
-    """Mount ``curate lm`` on the main CLI."""
+    """Mount ``curate lm`` and ``curate dsir`` on the main CLI."""
     root.add_typer(app, name="lm")
+    root.add_typer(dsir_app, name="dsir")

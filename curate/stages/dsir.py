@@ -39,7 +39,8 @@ class DsirParams(StageParams):
     target: str = Field(
         description=(
             "Target set: a Parquet path or glob (anything containing '/', '*', '?', '[' or ending "
-            "in '.parquet'), or else the id of a node of the same DAG whose output is the target"
+            "in '.parquet'), target counts fitted offline with `curate dsir fit` (a '.npz' file), "
+            "or else the id of a node of the same DAG whose output is the target"
         )
     )
     target_text_column: str = Field(
@@ -84,8 +85,8 @@ class DsirParams(StageParams):
 
 
 def target_is_path(target: str) -> bool:
-    """Whether ``target`` names Parquet files (else it is a DAG node id)."""
-    return any(c in target for c in "/*?[") or target.endswith(".parquet")
+    """Whether ``target`` names files (Parquet, or ``.npz`` counts) rather than a DAG node."""
+    return any(c in target for c in "/*?[") or target.endswith((".parquet", ".npz"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -207,6 +208,52 @@ def _selected(
 
 
 # ----------------------------------------------------------------------------------------
+# Target counts fitted offline
+# ----------------------------------------------------------------------------------------
+
+
+def fit_target_counts(docs, num_buckets: int = 10000, ngrams: int = 2, batch: int = 4096) -> dict:
+    """Hashed n-gram counts of a target corpus (an iterable of strings)."""
+    fz = D.HashedNgramFeaturizer(num_buckets, ngrams)
+    counts = np.zeros(num_buckets, dtype=np.int64)
+    n_docs = 0
+    buf: list[str] = []
+    for d in docs:
+        buf.append(d)
+        if len(buf) >= batch:
+            counts += fz.counts(buf)[0]
+            n_docs += len(buf)
+            buf = []
+    if buf:
+        counts += fz.counts(buf)[0]
+        n_docs += len(buf)
+    return {"counts": counts, "docs": n_docs}
+
+
+def save_target_counts(path: str | Path, fitted: dict, num_buckets: int, ngrams: int) -> None:
+    """Write target counts as ``.npz`` (usable as ``dsir_resample``'s ``target``)."""
+    np.savez(path, counts=fitted["counts"], docs=fitted["docs"], num_buckets=num_buckets, ngrams=ngrams)
+
+
+def load_target_counts(path: str | Path, num_buckets: int, ngrams: int) -> dict:
+    """Read ``.npz`` target counts and check they match the stage's feature options."""
+    try:
+        z = np.load(Path(path).expanduser())
+        counts, docs = z["counts"].astype(np.int64), int(z["docs"])
+        b, n = int(z["num_buckets"]), int(z["ngrams"])
+    except FileNotFoundError as e:
+        raise StageError(f"dsir_resample: target counts file not found: {path}") from e
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise StageError(f"dsir_resample: cannot read target counts {path}: {e}") from e
+    if b != num_buckets or n != ngrams or counts.shape != (num_buckets,):
+        raise StageError(
+            f"dsir_resample: {path} was fitted with num_buckets={b}, ngrams={n}; "
+            f"the stage uses num_buckets={num_buckets}, ngrams={ngrams}"
+        )
+    return {"counts": counts, "docs": docs}
+
+
+# ----------------------------------------------------------------------------------------
 # The stage
 # ----------------------------------------------------------------------------------------
 
@@ -274,13 +321,16 @@ class DsirResample(BarrierStage):
         p = self.params
         seed = int(p.seed if p.seed is not None else ctx.seed)
         fz_args = (p.num_buckets, p.ngrams)
-        target, tcol = self._target_shards(inputs)
         data_ids = self.data_inputs(list(inputs))
         if not data_ids:
             raise StageError("dsir_resample: no raw (data) input besides the target")
         col = self.text_column
-        # 1. target distribution
-        tc = ctx.aggregate(target, _CountPartial(*fz_args, tcol, 0), _merge_counts, columns=[tcol])
+        # 1. target distribution (or counts fitted offline with `curate dsir fit`)
+        if p.target.endswith(".npz"):
+            tc = load_target_counts(p.target, p.num_buckets, p.ngrams)
+        else:
+            target, tcol = self._target_shards(inputs)
+            tc = ctx.aggregate(target, _CountPartial(*fz_args, tcol, 0), _merge_counts, columns=[tcol])
         if tc is None or tc["docs"] == 0:
             raise StageError(f"dsir_resample: target set {p.target!r} is empty")
         if tc["counts"].sum() == 0:
