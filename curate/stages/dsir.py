@@ -265,7 +265,10 @@ class DsirResample(BarrierStage):
     raw pool, `data-selection` 1.0.3 compatible features) and keeps a budget of documents
     chosen by seeded Gumbel top-k, global across workers. Rejects: `dsir_not_selected`
     (detail: the weight), `too_few_tokens` (under min_tokens, unless short_docs=keep).
-    Stats: KL reduction (target vs raw and vs selected, in the hashed feature space).
+    Stats: KL reduction (target vs raw and vs selected, in the hashed feature space; ln(q +
+    1e-8) as the weights use, summed over buckets the target uses). A small selection
+    covers fewer buckets than the whole pool, so the metric can be negative for tiny
+    budgets even when the selection is on target.
     """
 
     name = "dsir_resample"
