@@ -247,3 +247,36 @@ def test_ledger_checks_the_files_on_disk(tmp_path):
     next((tmp_path / "job/rejects/l").glob("part-*.parquet")).unlink()  # completion records survive
     with pytest.raises(LedgerError, match="node 'l': 1 rows in the rejects sink != rejected 2"):
         run_pipeline(spec, job_dir=tmp_path / "job", resume=True)
+
+
+def _two_inputs(tmp_path: Path, a: pa.Table, b: pa.Table) -> dict:
+    for d, t in (("a", a), ("b", b)):
+        (tmp_path / d).mkdir()
+        pq.write_table(t, tmp_path / d / "x.parquet")
+    return {
+        "inputs": {"a": {"path": str(tmp_path / "a/*.parquet"), "domain": "web"}, "b": {"path": str(tmp_path / "b/*.parquet")}},
+        "nodes": [{"id": "u", "stage": "union", "inputs": ["a", "b"]}],
+        "outputs": {"o": {"node": "u", "path": str(tmp_path / "out")}},
+    }
+
+
+def test_union_parts_share_one_schema(tmp_path):
+    """Before: each branch's parts kept their own columns, so pyarrow.dataset / Ray readers
+    of the output silently dropped `domain` and `extra` (taken from whichever file came first)."""
+    import pyarrow.dataset as pads
+
+    spec = _two_inputs(tmp_path, pa.table({"text": ["one two", "three four"], "extra": [1, 2]}),
+                       pa.table({"text": ["five six", "seven eight"]}))
+    run_pipeline(spec, job_dir=tmp_path / "job")
+    schemas = {pq.read_schema(f).remove_metadata() for f in (tmp_path / "out").glob("part-*.parquet")}
+    assert len(schemas) == 1
+    rows = pads.dataset(str(tmp_path / "out"), format="parquet").to_table().to_pylist()
+    by_text = {r["text"]: r for r in rows}
+    assert by_text["one two"]["domain"] == "web" and by_text["one two"]["extra"] == 1
+    assert by_text["five six"]["domain"] is None and by_text["five six"]["extra"] is None
+
+
+def test_union_of_incompatible_columns_is_a_clear_error(tmp_path):
+    spec = _two_inputs(tmp_path, pa.table({"text": ["one two"], "extra": [1]}), pa.table({"text": ["five six"], "extra": ["x"]}))
+    with pytest.raises(JobFailed, match=r"node 'u': inputs \['a', 'b'\] cannot be joined: .*extra"):
+        run_pipeline(spec, job_dir=tmp_path / "job")

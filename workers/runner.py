@@ -244,6 +244,7 @@ class Job:
             "on_bad_shard": self.spec.settings.on_bad_shard,
             "job_dir": str(self.job_dir),
             "out_dir": str(out_dir),
+            "source_schema": self._joined_schema(step, shards),
         }
         from workers.shard_task import ShardTask, load_done
 
@@ -278,6 +279,19 @@ class Job:
             run_stats = {}
         for nid, rs in run_stats.items():
             self.node_stats.setdefault(nid, {}).setdefault("run_stats", {}).update(rs)
+
+    def _joined_schema(self, step: Step, shards: list[dict]):
+        """A join (``union``) reads parts of several branches whose columns may differ: every
+        part is conformed to their unified schema (missing columns as nulls), so all output
+        parts share one schema."""
+        if step.source_kind != "nodes" or len(step.sources) < 2 or step.barrier or not shards:
+            return None
+        import pyarrow as pa
+
+        try:
+            return pa.unify_schemas([pq.read_schema(s["path"]).remove_metadata() for s in shards])
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as e:
+            raise JobFailed(f"node '{step.chain[0]}': inputs {step.sources} cannot be joined: {e}") from None
 
     def _drop_stale_parts(self, step: Step, keys: set[str]) -> None:
         """On resume, parts of shards that no longer exist (an input file was removed or

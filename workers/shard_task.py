@@ -258,10 +258,12 @@ class ShardTask:
                 record(sh.input, src, res, dt, dc)
                 yield clean
         else:
+            target = cfg.get("source_schema")
             for t in iter_file_batches(shard["path"], None, cfg["batch_size"]):
-                yield t
+                yield t if target is None else _conform(t.replace_schema_metadata(None), target)
             if pq.ParquetFile(shard["path"]).metadata.num_rows == 0:
-                yield pq.read_schema(shard["path"]).empty_table()
+                t = pq.read_schema(shard["path"]).empty_table()
+                yield t if target is None else _conform(t.replace_schema_metadata(None), target)
 
 
 def _value_counts(arr: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]]:
