@@ -280,3 +280,31 @@ def test_union_of_incompatible_columns_is_a_clear_error(tmp_path):
     spec = _two_inputs(tmp_path, pa.table({"text": ["one two"], "extra": [1]}), pa.table({"text": ["five six"], "extra": ["x"]}))
     with pytest.raises(JobFailed, match=r"node 'u': inputs \['a', 'b'\] cannot be joined: .*extra"):
         run_pipeline(spec, job_dir=tmp_path / "job")
+
+
+@pytest.mark.ray
+def test_ray_resume_and_document_rejects_match_local(tmp_path, ray_local):
+    """Resume and document-level quarantine were only tested on the local executor."""
+    from tests.corpus import branch_join_spec
+
+    write_corpus(tmp_path / "in")
+    pq.write_table(pa.table({"text": ["fine words here and there", None, " ", "x" * 2_000]}), tmp_path / "in/q.parquet")
+    spec = branch_join_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"))
+    spec["settings"]["max_doc_bytes"] = 1000
+    full = run_pipeline(spec, executor="ray", job_dir=tmp_path / "job")
+    assert full.stats["nodes"]["docs"]["rejects_by_reason"] == {"null_text": 4, "empty_text": 4, "too_long": 1}
+    ref = read_output(tmp_path / "out")
+    done = sorted((tmp_path / "job/_done/len").glob("*.json"))
+    victim = done[0]
+    import json
+
+    Path(json.loads(victim.read_text())["output"]).unlink()
+    victim.unlink()
+    kept = Path(json.loads(done[1].read_text())["output"])
+    before = kept.stat().st_mtime_ns
+    res = run_pipeline(spec, executor="ray", job_dir=tmp_path / "job", resume=True)
+    assert kept.stat().st_mtime_ns == before  # not redone
+    assert res.ledger == full.ledger and read_output(tmp_path / "out").equals(ref)
+    local = dict(spec, outputs={"kept": {"node": "both", "path": str(tmp_path / "out_local")}})
+    assert run_pipeline(local, job_dir=tmp_path / "jl").ledger == full.ledger
+    assert read_output(tmp_path / "out_local").equals(ref)
