@@ -449,6 +449,8 @@ def _featurize_kernel(
     t_end = np.empty(maxlen, dtype=np.int64)
     t_k1 = np.empty(maxlen, dtype=np.uint64)
     t_k2 = np.empty(maxlen, dtype=np.uint64)
+    g_k1 = np.empty(maxlen, dtype=np.uint64)
+    g_k2 = np.empty(maxlen, dtype=np.uint64)
     scratch = np.empty(4096, dtype=np.uint8)
     for d in range(n_docs):
         lo = offsets[d]
@@ -482,12 +484,24 @@ def _featurize_kernel(
                 acc += log_diff[v]
         # ---- k-grams, k = 2..ngrams ------------------------------------------------------
         for k in range(2, ngrams + 1):
+            # keys first, then touch their slots with independent loads (memory-level
+            # parallelism: the probes below then mostly hit cache), then probe
+            mask2 = np.uint64((tab2.shape[0] >> 1) - 1)
+            touch = np.uint64(0)
             for t in range(nt - k + 1):
                 k1 = np.uint64(k) * np.uint64(0xD6E8FEB86659FD93)
                 k2 = np.uint64(k) * np.uint64(0xA0761D6478BD642F)
                 for u in range(t, t + k):
                     k1 = _fmix(k1 ^ t_k1[u]) + np.uint64(0x9E3779B97F4A7C15)
                     k2 = _fmix((k2 + t_k2[u]) * np.uint64(0xE7037ED1A0B428DB))
+                g_k1[t] = k1
+                g_k2[t] = k2
+                touch ^= tab2[2 * (k1 & mask2) + 1]
+            if touch == np.uint64(0x5A5A5A5A5A5A5A5A):  # keeps the touch loop from being removed
+                fill2 += 0
+            for t in range(nt - k + 1):
+                k1 = g_k1[t]
+                k2 = g_k2[t]
                 v, slot = _probe(tab2, k1, k2)
                 if v < 0:
                     need = 0
