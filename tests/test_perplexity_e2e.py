@@ -100,3 +100,27 @@ def test_missing_model_fails_clearly(tmp_path, setup):
         run_pipeline(
             _spec(root, tmp_path / "nope.arpa", tmp_path / "o"), executor="local", job_dir=tmp_path / "j"
         )
+
+
+def test_shipped_pipeline_yamls_run_on_the_sample_corpus(tmp_path, monkeypatch):
+    """pipelines/dsir_target.yaml and pipelines/perplexity.yaml, as shipped, on a small sample corpus."""
+    from curate.lm import iter_corpus
+    from curate.sample_data import write_sample_corpus
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    write_sample_corpus(tmp_path / "data" / "sample", target_mb=0.4, seed=3)
+    train_lm(
+        iter_corpus("data/sample/prose/*.parquet"), 3, tmp_path / "data/sample/lm/prose.arpa", backend="numpy"
+    )
+    res = run_pipeline(repo / "pipelines" / "dsir_target.yaml", executor="local", job_dir=tmp_path / "j1")
+    st = res.stats["nodes"]["dsir"]
+    assert st["in"] == st["kept"] + st["rejected"] and st["kept"] > 0
+    assert "kl_reduction" in st["fit_stats"]
+    res = run_pipeline(repo / "pipelines" / "perplexity.yaml", executor="local", job_dir=tmp_path / "j2")
+    st = res.stats["nodes"]["ppl_select"]
+    assert st["kept"] > 0 and set(st["fit_stats"]["cutoffs"]) == {"P30", "P60"}
+    assert read_output(tmp_path / "out" / "perplexity_kept").column("ccnet_bucket").unique().to_pylist() in (
+        ["head", "middle"],
+        ["middle", "head"],
+    )
