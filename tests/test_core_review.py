@@ -308,3 +308,16 @@ def test_ray_resume_and_document_rejects_match_local(tmp_path, ray_local):
     local = dict(spec, outputs={"kept": {"node": "both", "path": str(tmp_path / "out_local")}})
     assert run_pipeline(local, job_dir=tmp_path / "jl").ledger == full.ledger
     assert read_output(tmp_path / "out_local").equals(ref)
+
+
+def test_ids_shared_across_inputs_are_reported(tmp_path):
+    """Before: only duplicates within one input were detected."""
+    spec = _two_inputs(tmp_path, pa.table({"id": [0, 1, 2], "text": ["a b", "c d", "e f"]}),
+                       pa.table({"id": [2, 3, 0], "text": ["g h", "i j", "k l"]}))
+    spec["inputs"]["a"].pop("domain")
+    res = run_pipeline(spec, job_dir=tmp_path / "job")
+    assert any("inputs ['a', 'b'] share 2 id value(s), e.g. ['0', '2']" in w for w in res.warnings)
+    assert res.stats["nodes"]["a"]["duplicate_ids"]["count"] == 0
+    spec["settings"] = {"on_duplicate_ids": "fail"}
+    with pytest.raises(JobFailed, match="share 2 id value"):
+        run_pipeline(spec, job_dir=tmp_path / "job")

@@ -69,3 +69,62 @@ def find_duplicate_ids(job: "Job", input_name: str) -> tuple[int, list[str]] | N
         count += t.num_rows
         examples += t.column("id").to_pylist()[: 10 - len(examples)]
     return count, sorted(set(examples))
+
+
+class _TaggedIdMap:
+    """Shuffle map over ``(path, id column, input index)``: (h, id, input) per row."""
+
+    def __call__(self, src: tuple[str, str, int]) -> pa.Table | None:
+        path, column, tag = src
+        t = _IdMap(column)(path)
+        if t is None or t.num_rows == 0:
+            return None
+        return t.append_column("input", pa.array(np.full(t.num_rows, tag, dtype=np.int32)))
+
+
+def _reduce_shared(t: pa.Table) -> pa.Table | None:
+    """One row per id value that occurs in more than one input."""
+    h = t.column("h").to_numpy()
+    tag = t.column("input").to_numpy()
+    order = np.lexsort((tag, h))
+    hs, ts = h[order], tag[order]
+    start = np.ones(len(hs), dtype=bool)
+    start[1:] = hs[1:] != hs[:-1]
+    group = np.cumsum(start) - 1
+    first_tag = ts[np.flatnonzero(start)][group]
+    shared = np.unique(group[ts != first_tag])
+    if not len(shared):
+        return None
+    return pa.table({"id": t.column("id").take(pa.array(order[np.flatnonzero(start)[shared]]))})
+
+
+def find_shared_ids(job: "Job", input_names: list[str]) -> tuple[int, list[str]] | None:
+    """(number of id values found in more than one input, a few examples), over the inputs
+    that carry their own id column; None when fewer than two do."""
+    sources: list[tuple[str, str, int]] = []
+    for tag, name in enumerate(input_names):
+        inp = job.spec.inputs[name]
+        files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
+        try:
+            if not files or inp.id_column not in pq.read_schema(files[0]).names:
+                continue
+        except Exception:
+            continue
+        sources += [(f, inp.id_column, tag) for f in files]
+    if len({s[2] for s in sources}) < 2:
+        return None
+    ctx = FitContext(
+        runner=job.executor.task_runner(),
+        state_dir=job.job_dir / "_scratch" / "dupids",
+        scratch_dir=job.job_dir / "_scratch" / "dupids",
+        seed=0,
+        node_id="inputs",
+        num_partitions=job.spec.settings.shuffle_partitions,
+    )
+    outs = ctx.shuffle(sources, _TaggedIdMap(), "h", _reduce_shared, ctx.num_partitions, name="dupids-shared")
+    count, examples = 0, []
+    for o in outs:
+        t = pq.read_table(o)
+        count += t.num_rows
+        examples += t.column("id").to_pylist()[: 10 - len(examples)]
+    return count, sorted(set(examples))

@@ -465,6 +465,16 @@ class Job:
                     raise JobFailed(msg)
                 ns.setdefault("warnings", []).append(msg)
                 self.warnings.append(msg)
+        # Ids must also be unique across inputs (e.g. two datasets both numbered from 0).
+        from workers.dupids import find_shared_ids
+
+        names = [n for n in self.spec.inputs if n in self.node_stats]
+        shared = find_shared_ids(self, names) if len(names) > 1 else None
+        if shared and shared[0]:
+            msg = f"inputs {names} share {shared[0]} id value(s), e.g. {shared[1][:5]}"
+            if self.spec.settings.on_duplicate_ids == "fail":
+                raise JobFailed(msg)
+            self.warnings.append(msg)
 
     # ------------------------------------------------------------------------------
     def _report_progress(self, step: str, done: int, total: int) -> None:
