@@ -393,3 +393,11 @@ def test_offline_target_counts_cli_and_stage(tmp_path):
         )
     with pytest.raises(StageError, match="not found"):
         _fit(tmp_path / "d", DsirResample(target=str(tmp_path / "none.npz"), budget=5).bind("d", 1), files)
+
+
+def test_very_long_document():
+    doc = " ".join(f"w{i % 5000}" for i in range(80_000)) + " end."
+    fz = D.HashedNgramFeaturizer()
+    counts, ntok = fz.counts(["short one", doc])
+    assert ntok.tolist() == [2, 80_002]
+    assert (counts == D.get_ngram_counts_py("short one") + D.get_ngram_counts_py(doc)).all()

@@ -85,7 +85,7 @@ def _non_ascii_runs(data: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.
     """Maximal runs of bytes >= 0x80 (= runs of non-ASCII characters in UTF-8), as
     (doc-relative start, end) pairs, plus the number of runs per document."""
     n_runs = np.zeros(lens.shape[0], dtype=np.int64)
-    spans = np.empty((data.shape[0] // 2 + 1, 2), dtype=np.int64)
+    spans = np.empty((data.shape[0] // 2 + 1, 2), dtype=np.int64)  # a run has >= 2 bytes
     k = 0
     pos = 0
     for d in range(lens.shape[0]):

@@ -395,6 +395,8 @@ def _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2):
                 t_k1[nt - 1] = _fmix(a)
                 t_k2[nt - 1] = _fmix(bb ^ np.uint64(i - t_start[nt - 1]))
             if c != 0:
+                if nt == t_start.shape[0]:
+                    return -1  # out of room: the caller grows the arrays and retries
                 t_start[nt] = i
                 nt += 1
                 a = np.uint64(0xCBF29CE484222325)
@@ -445,6 +447,7 @@ def _featurize_kernel(
     maxlen = 1
     for d in range(n_docs):
         maxlen = max(maxlen, offsets[d + 1] - offsets[d] + 1)
+    maxlen = min(maxlen, 1 << 16)  # grown on demand for very long documents
     t_start = np.empty(maxlen, dtype=np.int64)
     t_end = np.empty(maxlen, dtype=np.int64)
     t_k1 = np.empty(maxlen, dtype=np.uint64)
@@ -456,6 +459,15 @@ def _featurize_kernel(
         lo = offsets[d]
         hi = offsets[d + 1]
         nt = _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2)
+        while nt < 0:
+            maxlen *= 2
+            t_start = np.empty(maxlen, dtype=np.int64)
+            t_end = np.empty(maxlen, dtype=np.int64)
+            t_k1 = np.empty(maxlen, dtype=np.uint64)
+            t_k2 = np.empty(maxlen, dtype=np.uint64)
+            g_k1 = np.empty(maxlen, dtype=np.uint64)
+            g_k2 = np.empty(maxlen, dtype=np.uint64)
+            nt = _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2)
         ntok[d] = nt
         do_count = count_mask[d]
         acc = 0.0
