@@ -125,8 +125,11 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
     Words are maximal runs of code points with ``table[cp]`` (UTF-8 decoded here); ASCII
     letters are lowercased. Each word's UTF-8 bytes are hashed (FNV-1a + fmix64)."""
     n = offsets.shape[0] - 1
-    cap = buf.shape[0] // 2 + n + 1
-    tok = np.empty(cap, dtype=np.uint64)
+    maxlen = 0
+    for d in range(n):
+        maxlen = max(maxlen, offsets[d + 1] - offsets[d])
+    tok = np.empty(maxlen // 2 + 2, dtype=np.uint64)  # words of one document (reused)
+    cap = buf.shape[0] // 6 + 16  # grows on demand: ~1 shingle per 6 bytes of text
     out = np.empty(cap, dtype=np.uint64)
     out_off = np.zeros(n + 1, dtype=np.int64)
     fnv = np.uint64(0x100000001B3)
@@ -181,6 +184,10 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
         if ntok == 0:
             out_off[d + 1] = pos
             continue
+        if pos + ntok > out.shape[0]:
+            grown = np.empty(max(2 * out.shape[0], pos + ntok), dtype=np.uint64)
+            grown[:pos] = out[:pos]
+            out = grown
         if ntok < ngram:
             acc = seed
             for j in range(ntok):
