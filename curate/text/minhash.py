@@ -28,6 +28,7 @@ Two signature schemes:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -311,37 +312,54 @@ def datasketch_permutations(num_perm: int, seed: int, variant: str) -> tuple[np.
 
 
 def datasketch_signature_of_hashes(hv: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
-                                   variant: str, chunk: int = 16384) -> np.ndarray:
+                                   variant: str) -> np.ndarray:
     """Vectorized datasketch ``update_batch`` over flat base hashes (uint64) per document.
 
     Returns uint64 signatures (n_docs, num_perm); documents with no hash keep the
     datasketch empty value (2^32-1 for 32-bit schemes, 2^64-1 for affine64).
     """
-    n = len(offsets) - 1
-    k = len(a)
     empty = MAX64 if variant == "affine64" else MAX32
-    sig = np.full((n, k), empty, dtype=np.uint64)
-    if len(hv) == 0:
-        return sig
-    if variant == "affine32":
-        base = _fmix32_np(hv.astype(np.uint32))
-    elif variant == "affine64":
-        base = _fmix64_np(hv.astype(np.uint64))
-    else:
-        base = hv.astype(np.uint64)
-    doc_of = np.repeat(np.arange(n), np.diff(offsets))
-    with np.errstate(over="ignore"):
-        for lo in range(0, len(base), chunk):
-            x = base[lo : lo + chunk]
-            if variant == "legacy":
-                p = ((x[:, None] * a[None, :] + b[None, :]) % MERSENNE61) & MAX32
+    mode = {"legacy": 0, "affine32": 1, "affine64": 2}[variant]
+    return _datasketch_kernel(hv.astype(np.uint64), offsets.astype(np.int64), a.astype(np.uint64),
+                              b.astype(np.uint64), mode, empty)
+
+
+@nb.njit(cache=True)
+def _datasketch_kernel(hv, offsets, a, b, mode, empty):
+    """datasketch 2.x permutations: 0 legacy ((a*h+b) mod 2^61-1, uint64 wraparound, & 2^32-1),
+    1 affine32 (fmix32, a*h+b mod 2^32), 2 affine64 (fmix64, a*h+b mod 2^64)."""
+    n = offsets.shape[0] - 1
+    k = a.shape[0]
+    sig = np.empty((n, k), dtype=np.uint64)
+    p = np.uint64((1 << 61) - 1)
+    m32 = np.uint64(0xFFFFFFFF)
+    for d in range(n):
+        for j in range(k):
+            sig[d, j] = empty
+        for i in range(offsets[d], offsets[d + 1]):
+            h = hv[i]
+            if mode == 1:
+                h &= m32
+                h ^= h >> np.uint64(16)
+                h = (h * np.uint64(0x85EBCA6B)) & m32
+                h ^= h >> np.uint64(13)
+                h = (h * np.uint64(0xC2B2AE35)) & m32
+                h ^= h >> np.uint64(16)
+                for j in range(k):
+                    v = (a[j] * h + b[j]) & m32
+                    if v < sig[d, j]:
+                        sig[d, j] = v
+            elif mode == 2:
+                h = _fmix64(h)
+                for j in range(k):
+                    v = a[j] * h + b[j]
+                    if v < sig[d, j]:
+                        sig[d, j] = v
             else:
-                p = (x[:, None] * a[None, :] + b[None, :]).astype(np.uint64)
-            d = doc_of[lo : lo + chunk]
-            starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-            mins = np.minimum.reduceat(p, starts, axis=0)
-            docs = d[starts]
-            sig[docs] = np.minimum(sig[docs], mins)
+                for j in range(k):
+                    v = ((a[j] * h + b[j]) % p) & m32
+                    if v < sig[d, j]:
+                        sig[d, j] = v
     return sig
 
 
@@ -407,13 +425,25 @@ class MinHasher:
         if self.scheme == "fast":
             return self.fast_shingle_hashes(texts)
         bits = 64 if self.variant == "affine64" else 32
+        nbytes, fmt = (4, "<u4") if bits == 32 else (8, "<u8")
         counts = np.zeros(len(texts), dtype=np.int64)
-        chunks: list[np.ndarray] = []
+        raw: list[bytes] = []
+        sha1 = hashlib.sha1
+        n = self.ngram
         for i, t in enumerate(texts):
-            sh = sorted(shingle_strings(t or "", self.ngram))
-            counts[i] = len(sh)
-            if sh:
-                chunks.append(sha1_hashes([s.encode("utf-8") for s in sh], bits))
+            w = words(t or "")
+            if not w:
+                continue
+            # every shingle is a slice of the space-joined UTF-8 words (no per-window join);
+            # repeated shingles do not change a minimum, so no set is needed
+            enc = [x.encode("utf-8") for x in w]
+            buf = b" ".join(enc)
+            starts = list(itertools.accumulate((len(x) + 1 for x in enc), initial=0))
+            k = max(1, len(enc) - n + 1)
+            last = min(n, len(enc))
+            raw.extend(sha1(buf[a: b - 1]).digest()[:nbytes] for a, b in zip(starts[:k], starts[last: last + k]))
+            counts[i] = k
+        chunks = [np.frombuffer(b"".join(raw), dtype=fmt).astype(np.uint64)] if raw else []
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         flat = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
