@@ -347,19 +347,16 @@ def _datasketch_kernel(hv, offsets, a, b, mode, empty):
                 h ^= h >> np.uint64(16)
                 for j in range(k):
                     v = (a[j] * h + b[j]) & m32
-                    if v < sig[d, j]:
-                        sig[d, j] = v
+                    sig[d, j] = min(sig[d, j], v)
             elif mode == 2:
                 h = _fmix64(h)
                 for j in range(k):
                     v = a[j] * h + b[j]
-                    if v < sig[d, j]:
-                        sig[d, j] = v
+                    sig[d, j] = min(sig[d, j], v)
             else:
                 for j in range(k):
                     v = ((a[j] * h + b[j]) % p) & m32
-                    if v < sig[d, j]:
-                        sig[d, j] = v
+                    sig[d, j] = min(sig[d, j], v)
     return sig
 
 
