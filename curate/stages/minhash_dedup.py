@@ -7,14 +7,20 @@ Fit, entirely through distributed primitives (nothing pulls the corpus to the dr
    ``verify_jaccard`` or ``write_index`` needs them. Written to scratch Parquet.
 2. **LSH** (``ctx.shuffle`` by band key, ``bands_per_pass`` bands per pass so memory is
    bounded): every bucket emits one edge from its minimum member to each other member
-   (a linear number of edges).
+   (a linear number of edges). When verifying, edges whose set sizes alone rule out
+   ``J >= verify_jaccard`` are dropped here.
 3. **verification** (optional, two shuffles): each candidate edge meets the shingle set
    of one end, then the other, and is kept only if the exact shingle-set Jaccard is
-   ``>= verify_jaccard``.
+   ``>= verify_jaccard``. Only documents that appear in an edge ship their sets (a
+   bitmap filter built with ``ctx.aggregate``).
 4. **connected components** (:mod:`curate.components`, distributed large-star /
    small-star rounds).
 5. **keep choice** (two shuffles: join members with their metadata, group by
-   component): exactly one document per cluster is kept, chosen by ``keep``.
+   component). Without verification the component is the cluster and ``keep`` picks
+   its one survivor. With verification the component is split by greedy pivot
+   clustering on exact Jaccard (keepers in ``keep`` order, or by coverage), so every
+   removed document truly matches the document kept for it; each cluster still has
+   exactly one kept document and indexed documents always win.
 
 The decision table (dropped / annotated ids, cluster, size) is persisted under
 ``ctx.state_dir``; ``apply`` looks rows up by id (loaded once per worker).
