@@ -114,10 +114,28 @@ class PipelineSpec(BaseModel):
         raise KeyError(node_id)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: set = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key '{key_node.value}'", key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec_text(text: str, source: str = "<spec>") -> dict:
     """Parse YAML or JSON text into a dict, with one clear error (and line) if it is bad."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -136,8 +154,8 @@ def load_spec(spec: dict | str | Path | PipelineSpec) -> dict:
         return spec
     if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and spec.endswith((".yaml", ".yml", ".json"))):
         p = Path(spec)
-        if not p.exists():
-            raise SpecError([Problem(message=f"spec file not found: {p}")])
+        if not p.is_file():
+            raise SpecError([Problem(message=f"spec file not found: {p}" if not p.exists() else f"not a file: {p}")])
         return load_spec_text(p.read_text(), source=str(p))
     return load_spec_text(str(spec))
 
@@ -314,6 +332,7 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
                         Problem(node=name, field="text_column", message=f"column '{inp.text_column}' not in input files")
                     )
             provided[name] = cols
+        text_cols = {name: inp.text_column for name, inp in ps.inputs.items()}
         for nid in _topo(edges):
             n = ids[nid]
             ups = [provided.get(i) for i in n.inputs]
@@ -332,6 +351,14 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
             if cols is not None and st is not None:
                 cols = cols | st.provided_columns()
             provided[nid] = cols
+            # A join sees one text column: every branch must use the same one.
+            data_ins = st.data_inputs(n.inputs) if st is not None and st.kind == "barrier" else n.inputs
+            tcs = {text_cols[i] for i in data_ins if i in text_cols}
+            text_cols[nid] = sorted(tcs)[0] if tcs else schema.TEXT
+            if len(tcs) > 1:
+                problems.append(Problem(node=nid, field="inputs", message=(
+                    f"joins inputs with different text columns ({', '.join(sorted(tcs))}); "
+                    "give every input the same text_column")))
 
     if problems:
         raise SpecError(problems)

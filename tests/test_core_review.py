@@ -321,3 +321,27 @@ def test_ids_shared_across_inputs_are_reported(tmp_path):
     spec["settings"] = {"on_duplicate_ids": "fail"}
     with pytest.raises(JobFailed, match="share 2 id value"):
         run_pipeline(spec, job_dir=tmp_path / "job")
+
+
+def test_duplicate_yaml_keys_are_an_error_with_a_line():
+    from curate.spec import SpecError, load_spec_text
+
+    with pytest.raises(SpecError, match="line 4, column 1: found duplicate key 'nodes'"):
+        load_spec_text("name: a\nnodes: []\ninputs: {}\nnodes: [x]\n")
+    assert load_spec_text("a: &x {b: 1}\nd: {<<: *x, b: 2}\n") == {"a": {"b": 1}, "d": {"b": 2}}  # merges still work
+
+
+def test_spec_path_that_is_a_directory_is_a_spec_error(tmp_path):
+    from curate.spec import SpecError, load_spec
+
+    with pytest.raises(SpecError, match="not a file"):
+        load_spec(tmp_path)
+
+
+def test_join_of_different_text_columns_is_rejected():
+    spec = {
+        "inputs": {"a": {"path": "a.parquet"}, "b": {"path": "b.parquet", "text_column": "body"}},
+        "nodes": [{"id": "u", "stage": "union", "inputs": ["a", "b"]}],
+    }
+    assert any("node 'u', inputs: joins inputs with different text columns (body, text)" in p
+               for p in _validation_problems(spec))
