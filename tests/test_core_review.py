@@ -345,3 +345,20 @@ def test_join_of_different_text_columns_is_rejected():
     }
     assert any("node 'u', inputs: joins inputs with different text columns (body, text)" in p
                for p in _validation_problems(spec))
+
+
+def test_resume_notices_a_file_rewritten_with_the_same_size_and_mtime(tmp_path):
+    import os
+
+    (tmp_path / "in").mkdir()
+    f = tmp_path / "in/x.parquet"
+    pq.write_table(pa.table({"text": ["alpha beta gamma", "delta epsilon zeta"]}), f)
+    st = os.stat(f)
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 1}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    run_pipeline(spec, job_dir=tmp_path / "job")
+    pq.write_table(pa.table({"text": ["alpha beta gammb", "delta epsilon zetb"]}), f)
+    assert os.stat(f).st_size == st.st_size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    run_pipeline(spec, job_dir=tmp_path / "job", resume=True)
+    assert sorted(read_output(tmp_path / "out").column("text").to_pylist()) == ["alpha beta gammb", "delta epsilon zetb"]

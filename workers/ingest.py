@@ -102,7 +102,7 @@ def list_input_shards(name: str, inp: InputSpec, rows_per_shard: int) -> tuple[l
             continue
         try:
             st = os.stat(f) if "://" not in f else None
-            fp = f"{md.num_rows}:{st.st_size}:{int(st.st_mtime)}" if st else f"{md.num_rows}:{md.serialized_size}"
+            fp = f"{md.num_rows}:{st.st_size}:{st.st_mtime_ns}:{_footer_digest(f)}" if st else f"{md.num_rows}:{md.serialized_size}"
         except OSError:
             fp = f"{md.num_rows}"
         start, acc, offset = 0, 0, 0
@@ -117,6 +117,19 @@ def list_input_shards(name: str, inp: InputSpec, rows_per_shard: int) -> tuple[l
                 offset += acc
                 start, acc = rg + 1, 0
     return shards, bad
+
+
+def _footer_digest(path: str) -> str:
+    """xxh3 of a local Parquet file's footer (schema, row groups, offsets, column statistics).
+
+    Part of a shard's identity for resume: a file rewritten with the same size within the
+    same mtime tick still gets a new fingerprint unless its footer is byte-identical.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(-8, os.SEEK_END)
+        n = int.from_bytes(fh.read(4), "little")
+        fh.seek(-(8 + n), os.SEEK_END)
+        return xxhash.xxh3_64_hexdigest(fh.read(n))
 
 
 def _mk(name: str, path: str, rel: str, a: int, b: int, off: int, n: int, fp: str) -> Shard:
