@@ -362,3 +362,13 @@ def test_resume_notices_a_file_rewritten_with_the_same_size_and_mtime(tmp_path):
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     run_pipeline(spec, job_dir=tmp_path / "job", resume=True)
     assert sorted(read_output(tmp_path / "out").column("text").to_pylist()) == ["alpha beta gammb", "delta epsilon zetb"]
+
+
+def test_stats_record_the_spec_hash(tmp_path):
+    write_corpus(tmp_path / "in", n_files=1)
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 5}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    h1 = run_pipeline(spec, job_dir=tmp_path / "j1").stats["job"]["spec_hash"]
+    assert run_pipeline(spec, job_dir=tmp_path / "j1").stats["job"]["spec_hash"] == h1
+    spec["nodes"][0]["params"]["min_words"] = 6
+    assert run_pipeline(spec, job_dir=tmp_path / "j1").stats["job"]["spec_hash"] != h1

@@ -506,6 +506,7 @@ class Job:
                 "name": self.spec.name,
                 "seed": self.spec.seed,
                 "curate_version": curate.__version__,
+                "spec_hash": _fp(self.spec.model_dump(mode="json")),
                 "executor": self.executor.name,
                 "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
                 "finished_at": datetime.now(timezone.utc).isoformat(),
