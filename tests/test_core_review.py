@@ -372,3 +372,18 @@ def test_stats_record_the_spec_hash(tmp_path):
     assert run_pipeline(spec, job_dir=tmp_path / "j1").stats["job"]["spec_hash"] == h1
     spec["nodes"][0]["params"]["min_words"] = 6
     assert run_pipeline(spec, job_dir=tmp_path / "j1").stats["job"]["spec_hash"] != h1
+
+
+@pytest.mark.ray
+def test_ray_executor_leaves_the_drivers_data_context_alone(tmp_path, ray_local):
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    write_corpus(tmp_path / "in", n_files=1)
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 5}}
+    run_pipeline(_one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node), executor="ray", job_dir=tmp_path / "j")
+    try:
+        assert ray.data.DataContext.get_current().execution_options.preserve_order is True
+    finally:
+        ctx.execution_options.preserve_order = False

@@ -120,9 +120,20 @@ class RayExecutor(Executor):
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        # The driver may be a user's script: change its DataContext only while we run.
         ctx = ray.data.DataContext.get_current()
+        saved = (ctx.enable_progress_bars, ctx.execution_options.preserve_order)
         ctx.enable_progress_bars = False
         ctx.execution_options.preserve_order = False
+        try:
+            return self._run(task, shards, uses_model, on_result)
+        finally:
+            ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
+
+    def _run(self, task, shards: list[dict], uses_model: bool, on_result: Callable[[dict], None]) -> list[dict]:
+        import ray
+        import ray.data
+
         items = [{"shard": json.dumps(s)} for s in shards]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
