@@ -387,3 +387,14 @@ def test_ray_executor_leaves_the_drivers_data_context_alone(tmp_path, ray_local)
         assert ray.data.DataContext.get_current().execution_options.preserve_order is True
     finally:
         ctx.execution_options.preserve_order = False
+
+
+def test_duplicate_ids_fail_before_any_work(tmp_path):
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": ["a", "b", "a"], "text": ["one two", "three four", "five six"]}), tmp_path / "in/x.parquet")
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 1}}
+    spec = _one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    spec["settings"] = {"on_duplicate_ids": "fail"}
+    with pytest.raises(JobFailed, match="input 'docs' has 1 duplicate id"):
+        run_pipeline(spec, job_dir=tmp_path / "job")
+    assert not (tmp_path / "job/_done").exists() and not list((tmp_path / "out").glob("part-*"))

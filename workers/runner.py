@@ -138,11 +138,11 @@ class Job:
         self._progress_state: dict[str, Any] = {"state": "running", "steps": {}}
         try:
             shards_by_input = self._list_inputs()
+            self._check_duplicate_ids(set(shards_by_input))  # before any work: fail early
             for step in self.plan.steps:
                 self._run_step(step, shards_by_input)
             self._copy_extra_outputs()
             ledger = self._check_ledger()
-            self._check_duplicate_ids()
         except Exception as e:
             # A user-facing error raised on a worker (a bad shard, a stage that cannot run
             # on its data) arrives wrapped by Ray: surface it as the local executor does.
@@ -446,18 +446,18 @@ class Job:
                 problems.append(f"node '{nid}': {r} rows in the rejects sink != rejected {c['rejected']}")
         return problems
 
-    def _check_duplicate_ids(self) -> None:
+    def _check_duplicate_ids(self, read: set[str]) -> None:
         """Detect duplicate ids in user-supplied id columns (assigned ids are unique)."""
         from workers.dupids import find_duplicate_ids
 
         for name in self.spec.inputs:
-            if name not in self.node_stats:
+            if name not in read:
                 continue
             dups = find_duplicate_ids(self, name)
             if dups is None:
                 continue
             count, examples = dups
-            ns = self.node_stats[name]
+            ns = self.node_stats.setdefault(name, {})
             ns["duplicate_ids"] = {"count": count, "examples": examples}
             if count:
                 msg = f"input '{name}' has {count} duplicate id value(s), e.g. {examples[:5]}"
@@ -468,7 +468,7 @@ class Job:
         # Ids must also be unique across inputs (e.g. two datasets both numbered from 0).
         from workers.dupids import find_shared_ids
 
-        names = [n for n in self.spec.inputs if n in self.node_stats]
+        names = [n for n in self.spec.inputs if n in read]
         shared = find_shared_ids(self, names) if len(names) > 1 else None
         if shared and shared[0]:
             msg = f"inputs {names} share {shared[0]} id value(s), e.g. {shared[1][:5]}"
