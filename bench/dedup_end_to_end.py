@@ -161,7 +161,14 @@ def main() -> None:
     ap.add_argument("--datatrove-script",
                     default=str(Path(__file__).resolve().parents[2] / "shared/tools/run_datatrove.py"))
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--run-curate", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.run_curate:
+        job = json.loads(Path(a.run_curate).read_text())
+        rem, inf = run_curate(job["files"], Path(job["work"]), job["params"], job["workers"])
+        (Path(a.run_curate).parent / "curate-result.json").write_text(json.dumps({"removed": sorted(rem),
+                                                                                  "info": inf}))
+        return
     work = Path(a.workdir or tempfile.mkdtemp(prefix="dedup-bench-"))
     if work.exists():
         shutil.rmtree(work)
@@ -192,7 +199,13 @@ def main() -> None:
         gc.collect()
 
     params = {"verify_jaccard": a.verify, "verify_split": a.split, "write_index": str(work / "index")}
-    removed, info = run_curate(files, work / "curate", params, a.workers)
+    # curate runs in a fresh process, so its memory figures exclude this driver (corpus, truth)
+    job = work / "curate-job.json"
+    job.write_text(json.dumps({"files": files, "work": str(work / "curate"), "params": params,
+                               "workers": a.workers}))
+    subprocess.run([sys.executable, __file__, "--run-curate", str(job)], check=True)
+    res = json.loads((work / "curate-result.json").read_text())
+    removed, info = set(res["removed"]), res["info"]
     idx_bands = _dir_bytes(work / "index", "bands-*.parquet")
     idx_sets = _dir_bytes(work / "index", "sets-*.parquet")
     kept_docs = n_docs - len(removed)
