@@ -238,3 +238,20 @@ def test_hash_bits_32(tmp_path):
     files = _write(tmp_path, _policy_corpus(), 1)
     _, kept, _ = _run(tmp_path, files, {"ngram": 3, "hash_bits": 32})
     assert sorted(kept.column("id").to_pylist()) == ["a", "z"]
+
+
+def test_batches_are_split_by_bytes(tmp_path, corpus, monkeypatch):
+    """Huge batches are cut into bounded chunks; the decisions do not change."""
+    import curate.stages.minhash_dedup as mod
+
+    files = _write(tmp_path, corpus.table().slice(0, 400), 1)
+    _, k1, _ = _run(tmp_path / "a", files, {"verify_jaccard": 0.8})
+    chunks = list(mod._byte_chunks(pq.read_table(files[0]), "text"))
+    assert len(chunks) == 1
+    monkeypatch.setattr(mod, "_MAX_CHUNK_BYTES", 20_000)
+    chunks = list(mod._byte_chunks(pq.read_table(files[0]), "text"))
+    assert len(chunks) > 10 and sum(c.num_rows for c in chunks) == 400
+    assert max(pa.compute.sum(pa.compute.binary_length(c.column("text"))).as_py() for c in chunks
+               if c.num_rows > 1) <= 20_000
+    _, k2, _ = _run(tmp_path / "b", files, {"verify_jaccard": 0.8})
+    assert k1.column("id").to_pylist() == k2.column("id").to_pylist()
