@@ -33,9 +33,11 @@ system-deps:
 	  else echo "warning: missing$$missing (not root); the tests that need them will skip"; fi; \
 	fi
 
-# Writes the bundled sample corpus and runs the quickstart pipeline on embedded Ray.
+# Writes the bundled sample corpus, trains a small KenLM model on its prose in-tool and
+# runs the quickstart pipeline on embedded Ray.
 run: install
 	$(CURATE) sample-data $(SAMPLE_DIR)
+	$(CURATE) lm train "$(SAMPLE_DIR)/prose/*.parquet" --order 3 --out runs/models/prose.arpa
 	$(CURATE) run pipelines/quickstart.yaml --executor ray
 
 test: install system-deps
