@@ -53,21 +53,32 @@ class PoolRunner(TaskRunner):
         return self.n
 
 
+def tree_mem(p) -> tuple[int, int]:
+    """(RSS, PSS) summed over a process tree. PSS splits shared pages (numba/LLVM, pyarrow
+    libraries mapped by every worker) between processes instead of counting them again."""
+    rss = pss = 0
+    for q in [p, *p.children(recursive=True)]:
+        with contextlib.suppress(Exception):  # processes come and go
+            m = q.memory_full_info()
+            rss += m.rss
+            pss += getattr(m, "pss", m.rss)
+    return rss, pss
+
+
 class TreeRss:
-    """Polls the RSS of this process tree every 0.1 s (peak of the sum)."""
+    """Polls the RSS and PSS of this process tree every 0.1 s (peak of the sums)."""
 
     def __init__(self):
         import psutil
 
-        self.p, self.peak, self.stop = psutil.Process(), 0, False
+        self.p, self.peak, self.peak_pss, self.stop = psutil.Process(), 0, 0, False
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
     def _run(self):
         while not self.stop:
-            with contextlib.suppress(Exception):  # processes come and go
-                tot = self.p.memory_info().rss + sum(c.memory_info().rss for c in self.p.children(recursive=True))
-                self.peak = max(self.peak, tot)
+            rss, pss = tree_mem(self.p)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             time.sleep(0.1)
 
 
@@ -96,7 +107,7 @@ def run_curate(files: list[str], work: Path, params: dict, workers: int) -> tupl
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return removed, {"wall_s": round(wall, 2), "fit_s": round(t_fit, 2), "peak_tree_rss_mb": round(rss.peak / 2**20),
-                     "max_single_rss_mb": round(max(self_peak, child_peak)), "stats": state["stats"]}
+                     "peak_tree_pss_mb": round(rss.peak_pss / 2**20), "max_single_rss_mb": round(max(self_peak, child_peak)), "stats": state["stats"]}
 
 
 def run_datasketch(files: list[str], threshold: float = 0.8, num_perm: int = 128) -> tuple[set[str], float]:
@@ -122,21 +133,20 @@ def run_datasketch(files: list[str], threshold: float = 0.8, num_perm: int = 128
     return removed, time.perf_counter() - t0
 
 
-def run_datatrove(python: str, script: str, data_dir: str, work: Path, workers: int) -> tuple[set[str], float, int]:
+def run_datatrove(python: str, script: str, data_dir: str, work: Path, workers: int) -> tuple[set[str], float, int, int]:
     """datatrove's 4 MinHash stages (14x8 defaults) via shared/tools/run_datatrove.py in its
     own environment; wall = sum of the stages, peak = max tree RSS over the stages."""
     import psutil
 
-    wall, peak = 0.0, 0
+    wall, peak, peak_pss = 0.0, 0, 0
     for stage in ("1", "2", "3", "4"):
         t0 = time.perf_counter()
         proc = subprocess.Popen([python, script, "--stage", stage, "--data", data_dir, "--workdir", str(work),
                                  "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ps = psutil.Process(proc.pid)
         while proc.poll() is None:
-            with contextlib.suppress(Exception):
-                tot = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
-                peak = max(peak, tot)
+            rss, pss = tree_mem(ps)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             time.sleep(0.1)
         wall += time.perf_counter() - t0
         if proc.returncode:
@@ -144,7 +154,7 @@ def run_datatrove(python: str, script: str, data_dir: str, work: Path, workers: 
     subprocess.run([python, script, "--stage", "ids", "--data", data_dir, "--workdir", str(work)], check=True,
                    capture_output=True)
     removed = {ln.strip() for ln in (work / "removed.ids").read_text().splitlines() if ln.strip()}
-    return removed, wall, peak
+    return removed, wall, peak, peak_pss
 
 
 def main() -> None:
@@ -210,7 +220,8 @@ def main() -> None:
     idx_sets = _dir_bytes(work / "index", "sets-*.parquet")
     kept_docs = n_docs - len(removed)
     print(f"curate minhash_dedup (14x8, verify {a.verify}, split {a.split}, {a.workers} workers): "
-          f"wall {info['wall_s']}s (fit {info['fit_s']}s), peak tree RSS {info['peak_tree_rss_mb']} MB, "
+          f"wall {info['wall_s']}s (fit {info['fit_s']}s), peak tree RSS {info['peak_tree_rss_mb']} MB "
+          f"(PSS {info['peak_tree_pss_mb']} MB), "
           f"max single-process RSS {info['max_single_rss_mb']} MB")
     print(f"  index: {idx_bands / max(kept_docs, 1):.0f} bytes/doc (band keys), "
           f"{(idx_bands + idx_sets) / max(kept_docs, 1):.0f} bytes/doc with verification sets")
@@ -239,14 +250,16 @@ def main() -> None:
         print(f"ratios: speed {t_d / info['wall_s']:.2f}x datasketch, F1 {m['f1'] - md['f1']:+.4f}")
     if a.datatrove_python:
         data_dir = os.path.join(a.data, "shards") if a.data else str(work / "in")
-        rem_t, t_t, peak_t = run_datatrove(a.datatrove_python, a.datatrove_script, data_dir, work / "datatrove",
+        rem_t, t_t, peak_t, peak_t_pss = run_datatrove(a.datatrove_python, a.datatrove_script, data_dir, work / "datatrove",
                                            a.workers)
         mt = score(rem_t, "datatrove")
         print(f"datatrove 0.10.1 4-stage MinHash (14x8), {a.workers} workers: wall {t_t:.1f}s, peak tree RSS "
               f"{peak_t / 2**20:.0f} MB; T=0.8: precision {mt['precision']:.4f} recall {mt['recall']:.4f} "
               f"F1 {mt['f1']:.4f}")
         print(f"ratios vs datatrove: speed {t_t / info['wall_s']:.2f}x, F1 {m['f1'] - mt['f1']:+.4f}, "
-              f"peak memory {info['peak_tree_rss_mb'] / (peak_t / 2**20):.2f}x")
+              f"peak memory {info['peak_tree_rss_mb'] / (peak_t / 2**20):.2f}x by tree RSS, "
+              f"{info['peak_tree_pss_mb'] / (peak_t_pss / 2**20):.2f}x by tree PSS "
+              f"({info['peak_tree_pss_mb']} MB vs {peak_t_pss / 2**20:.0f} MB)")
     else:
         print("datatrove: not run (pass --datatrove-python from an env with datatrove, xxhash<4, spacy, tokenizers)")
 
