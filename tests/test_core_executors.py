@@ -183,3 +183,14 @@ def test_remote_output_is_uploaded_via_fsspec(tmp_path):
     with fs.open(parts[0], "rb") as f:
         assert pq.read_table(f).num_rows > 0
     assert sum(pq.read_table(fs.open(p, "rb")).num_rows for p in parts) == res.ledger["both"]["kept"]
+
+
+def test_resume_redoes_a_shard_whose_rejects_file_was_lost(tmp_path):
+    write_corpus(tmp_path / "in")
+    spec = branch_join_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"))
+    full = _run(tmp_path, spec)
+    lost = sorted((tmp_path / "job/rejects/docs").glob("part-*.parquet"))[0]
+    lost.unlink()
+    res = _run(tmp_path, spec, resume=True)
+    assert lost.exists()
+    assert res.ledger == full.ledger

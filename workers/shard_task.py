@@ -284,4 +284,7 @@ def load_done(job_dir: Path, step_id: str, key: str, fingerprint: str) -> dict |
         return None
     if rec.get("output") and not Path(rec["output"]).exists():
         return None
+    for node, c in rec.get("nodes", {}).items():  # a lost rejects file means: redo the shard
+        if c.get("rejected") and not (Path(job_dir) / "rejects" / node / f"part-{key}.parquet").exists():
+            return None
     return rec
