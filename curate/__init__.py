@@ -10,9 +10,18 @@ in ``workers`` and the service in ``api``. For ad hoc Ray scripts::
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __version__ = "0.1.0"
+
+# Arrow's default allocator (mimalloc) keeps freed pages and commits arenas eagerly; on
+# the fit's short-lived, large batches that doubles resident memory. Return freed memory
+# to the OS promptly instead (defaults only: a value you export wins). Takes effect when
+# curate is imported before pyarrow; Ray workers started by curate inherit it.
+for _k, _v in (("MIMALLOC_PURGE_DELAY", "0"), ("MIMALLOC_ARENA_EAGER_COMMIT", "0")):
+    os.environ.setdefault(_k, _v)
+del _k, _v
 
 
 def run(spec: Any, *, ray_address: str | None = None, executor: str = "ray", job_dir: str | None = None, resume: bool = False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -86,3 +87,71 @@ def test_catalogue_lists_every_stage_with_schema():
         assert cat[name]["summary"]
     assert cat["exact_dedup"]["kind"] == "barrier" and cat["sample"]["kind"] == "map"
     assert "fraction" in cat["sample"]["params_schema"]["properties"]
+
+
+class _Chunks:
+    """Map function yielding a file in chunks (a streamed shuffle map)."""
+
+    def __call__(self, path):
+        t = pq.read_table(path)
+        for i in range(0, t.num_rows, 7):
+            yield t.slice(i, 7)
+
+
+def _group_sum(t):
+    k = t.column("k").to_numpy()
+    v = t.column("v").to_numpy()
+    keys = np.unique(k)
+    return pa.table({"k": keys, "s": np.array([v[k == x].sum() for x in keys])})
+
+
+def test_shuffle_streamed_map_and_threads(tmp_path):
+    """A shuffle whose map yields chunks gives the same groups as one table per source,
+    on threads and in order; the thread runner returns results in item order."""
+    from curate.stage import ThreadTaskRunner
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(3):
+        f = tmp_path / f"in-{i}.parquet"
+        pq.write_table(pa.table({"k": rng.integers(0, 20, 50), "v": rng.integers(0, 100, 50)}), f)
+        files.append(str(f))
+    whole = pa.concat_tables([pq.read_table(f) for f in files])
+    expect = dict(zip(*_group_sum(whole).to_pydict().values()))
+    for runner in (LocalTaskRunner(), ThreadTaskRunner(2)):
+        ctx = FitContext(runner=runner, state_dir=tmp_path / "state", scratch_dir=tmp_path / "scratch", seed=1,
+                         node_id="s")
+        outs = ctx.shuffle(files, _Chunks(), "k", _group_sum, 4, name="chunked")
+        got = pa.concat_tables([pq.read_table(o) for o in outs]).to_pydict()
+        assert dict(zip(got["k"], got["s"])) == expect
+    # one file per (source, partition), however many chunks the source yielded
+    from curate.shuffle import _MapTask
+
+    counts = _MapTask(_Chunks(), "k", 4, str(tmp_path / "m"))((0, files[0]))
+    written = sorted((tmp_path / "m").glob("p*/*.parquet"))
+    assert sum(counts) == 50 and len(written) == sum(1 for c in counts if c) == 4
+    assert [pq.ParquetFile(f).metadata.num_rows for f in written] == [c for c in counts if c]
+    assert max(pq.ParquetFile(f).metadata.num_row_groups for f in written) > 1
+    r = ThreadTaskRunner(2)
+    assert r.map(lambda x: x * x, range(50)) == [x * x for x in range(50)]
+    with pytest.raises(ZeroDivisionError):
+        r.map(lambda x: 1 // (x - 3), range(6))
+    r.close()
+
+
+def test_local_executor_fit_threads(monkeypatch):
+    """The local executor runs fit tasks on CURATE_FIT_THREADS threads (default: the CPUs);
+    release_memory is safe to call at any time."""
+    import os
+
+    from curate.stage import ThreadTaskRunner, release_memory
+    from workers.local import LocalExecutor
+
+    monkeypatch.setenv("CURATE_FIT_THREADS", "3")
+    r = LocalExecutor().task_runner()
+    assert isinstance(r, ThreadTaskRunner) and r.parallelism == 3
+    assert LocalExecutor(fit_threads=1).task_runner().parallelism == 1
+    monkeypatch.delenv("CURATE_FIT_THREADS")
+    assert LocalExecutor().task_runner().parallelism == (os.cpu_count() or 1)
+    release_memory()
+    release_memory()

@@ -401,3 +401,21 @@ def test_very_long_document():
     counts, ntok = fz.counts(["short one", doc])
     assert ntok.tolist() == [2, 80_002]
     assert (counts == D.get_ngram_counts_py("short one") + D.get_ngram_counts_py(doc)).all()
+
+
+def test_featurizer_is_safe_across_threads():
+    """One featurizer shared by fit threads: its n-gram cache is per thread (the kernel
+    runs without the GIL and mutates it), so concurrent counts equal sequential ones."""
+    import concurrent.futures as cf
+
+    from curate.text.dsir import HashedNgramFeaturizer
+
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(3000)]
+    batches = [[" ".join(rng.choice(words) for _ in range(200)) for _ in range(50)] for _ in range(8)]
+    ref = [HashedNgramFeaturizer(4096, 2).counts(b)[0] for b in batches]
+    shared = HashedNgramFeaturizer(4096, 2, max_cache=1 << 12)  # small cache: it grows and resets under load
+    with cf.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: shared.counts(b)[0], batches * 3))
+    for i, g in enumerate(got):
+        assert np.array_equal(g, ref[i % len(batches)])

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
-from curate.stage import StageError, TaskRunner
+from curate.stage import StageError, TaskRunner, release_memory
 from workers.ingest import ShardError
 from workers.runner import Executor, JobFailed
 
@@ -51,7 +51,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
 
 def _call(fn: Callable, item: Any) -> Any:
-    return fn(item)
+    try:
+        return fn(item)
+    finally:
+        release_memory()  # the worker process lives on: hand this task's peak back
 
 
 class RayTaskRunner(TaskRunner):

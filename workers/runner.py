@@ -352,6 +352,10 @@ class Job:
             state = stage.fit(inputs, ctx)
         except Exception as e:
             raise JobFailed(f"node '{nid}' ({node.stage}): fit failed: {_user_error(e) or e}") from e
+        finally:
+            close = getattr(ctx.runner, "close", None)
+            if close is not None:
+                close()
         wall = time.perf_counter() - t0
         shutil.rmtree(self.job_dir / "_scratch" / nid, ignore_errors=True)
         write_json_atomic(sfile, {"fingerprint": fp, "state": state, "warnings": ctx.warnings, "fit_wall_s": wall})

@@ -50,7 +50,7 @@ _BYTE_SPACE = np.zeros(256, dtype=np.int64)
 _BYTE_SPACE[32] = 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _ascii_normalize(data: np.ndarray, offsets: np.ndarray):
     """One pass over a batch's UTF-8 bytes: for ASCII documents, the normalized bytes
     (lower-case, digits -> 0, control bytes deleted) and ``len(normalized.split())``.
@@ -89,7 +89,7 @@ def _ascii_normalize(data: np.ndarray, offsets: np.ndarray):
 _UNICODE_SPACE = np.array([chr(c).isspace() for c in range(0x3001)], dtype=np.bool_)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _count_words_utf8(data: np.ndarray, lens: np.ndarray, space: np.ndarray) -> np.ndarray:
     """``len(text.split())`` for concatenated UTF-8 documents of the given byte lengths."""
     out = np.zeros(lens.shape[0], dtype=np.int64)

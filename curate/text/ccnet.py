@@ -80,7 +80,7 @@ def normalize_bytes(line: str) -> bytes:
     return line.encode("utf-8").translate(_BYTES_TABLE, _BYTES_DELETE)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _non_ascii_runs(data: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Maximal runs of bytes >= 0x80 (= runs of non-ASCII characters in UTF-8), as
     (doc-relative start, end) pairs, plus the number of runs per document."""

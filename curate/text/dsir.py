@@ -23,6 +23,7 @@ import json
 import math
 import re
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -229,7 +230,7 @@ def _rotr(x, n):
     return ((x >> np.uint64(n)) | (x << np.uint64(32 - n))) & np.uint64(0xFFFFFFFF)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _sha256_mod(buf, length, num_buckets, K, H0, w):
     """SHA-256 of ``buf[:length]`` reduced mod ``num_buckets`` (as a big-endian integer)."""
     m32 = np.uint64(0xFFFFFFFF)
@@ -327,7 +328,7 @@ def _probe(tab, k1, k2):
         i = (i + np.uint64(1)) & mask
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _grow(tab, max_slots):
     """Double the table (rehashing), or clear it when it is already ``max_slots`` big."""
     cap = tab.shape[0] >> 1
@@ -346,7 +347,7 @@ def _grow(tab, max_slots):
     return new
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _count_filled(tab):
     n = 0
     for i in range(tab.shape[0] >> 1):
@@ -355,7 +356,7 @@ def _count_filled(tab):
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2):
     """WordPunct tokens of ``data[lo:hi]``: byte offsets and two 64-bit hashes of each
     token's bytes, in one pass. Returns the token count."""
@@ -415,7 +416,7 @@ def _tokenize(data, lo, hi, cls, t_start, t_end, t_k1, t_k2):
     return nt
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _featurize_kernel(
     data,
     offsets,
@@ -547,7 +548,7 @@ def _featurize_kernel(
     return tab1, tab2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def sha256_mod_bytes(buf: np.ndarray, num_buckets: int) -> int:
     """SHA-256 of a uint8 array reduced mod ``num_buckets`` (numba; for tests)."""
     w = np.zeros(64, dtype=np.uint64)
@@ -607,11 +608,15 @@ class HashedNgramFeaturizer:
         self.ngrams = int(ngrams)
         self.max_cache = int(max_cache)
         self._cls = char_class_table()
-        self._reset(1 << 14)
+        self._local = threading.local()  # the n-gram -> bucket cache is per thread (the kernel mutates it)
 
-    def _reset(self, cap: int) -> None:
-        self._tabs = (np.zeros(2 * cap, dtype=np.uint64), np.zeros(2 * cap, dtype=np.uint64))
-        self._fills = np.zeros(2, dtype=np.int64)
+    def _cache(self) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        loc = self._local
+        if not hasattr(loc, "tabs"):
+            cap = 1 << 14
+            loc.tabs = (np.zeros(2 * cap, dtype=np.uint64), np.zeros(2 * cap, dtype=np.uint64))
+            loc.fills = np.zeros(2, dtype=np.int64)
+        return loc.tabs, loc.fills
 
     def __getstate__(self) -> dict:  # ship without the cache
         return {"num_buckets": self.num_buckets, "ngrams": self.ngrams, "max_cache": self.max_cache}
@@ -633,14 +638,15 @@ class HashedNgramFeaturizer:
             cm = np.zeros(n, dtype=np.bool_) if do_score else np.ones(n, dtype=np.bool_)
         else:
             cm = np.ascontiguousarray(count_mask, dtype=np.bool_)
-        self._tabs = _featurize_kernel(
+        tabs, fills = self._cache()
+        self._local.tabs = _featurize_kernel(
             data,
             off,
             self._cls,
             self.ngrams,
             self.num_buckets,
-            self._tabs,
-            self._fills,
+            tabs,
+            fills,
             self.max_cache,
             ld,
             do_score,
