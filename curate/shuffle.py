@@ -8,7 +8,9 @@ workers when the job runs on Ray. No process ever holds more than one partition.
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -21,6 +23,22 @@ from curate.stage import write_parquet_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from curate.stage import FitContext
+
+
+def _is_raw(t: pa.DataType) -> bool:
+    return ((pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)) or \
+        pa.types.is_large_binary(t)
+
+
+def _compression(schema: pa.Schema) -> dict[str, str]:
+    """zstd, except for hash sets (lists of integers, large binary): random 64-bit values
+    do not compress, so compressing them only costs CPU."""
+    return {f.name: ("none" if _is_raw(f.type) else "zstd") for f in schema}
+
+
+def _dictionary(schema: pa.Schema) -> list[str]:
+    """Columns worth trying dictionary encoding on (never hash sets: the attempt is slow)."""
+    return [f.name for f in schema if not _is_raw(f.type)]
 
 
 def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
@@ -37,11 +55,27 @@ class _MapTask:
         self.map_fn, self.key, self.num_partitions, self.out_dir = map_fn, key, num_partitions, out_dir
 
     def __call__(self, item: tuple[int, str]) -> list[int]:
+        """``map_fn`` returns a table, None, or an iterator of tables (streamed: one chunk
+        in memory at a time, appended as a row group to one file per partition)."""
         idx, source = item
-        table = self.map_fn(source)
+        out = self.map_fn(source)
         counts = [0] * self.num_partitions
-        if table is None or table.num_rows == 0:
-            return counts
+        writers: dict[int, tuple[pq.ParquetWriter, Path, Path]] = {}
+        try:
+            for table in [out] if out is None or isinstance(out, pa.Table) else out:
+                if table is not None and table.num_rows:
+                    self._write(table, f"m{idx:06d}", counts, writers)
+        except BaseException:
+            for w, tmp, _ in writers.values():
+                w.close()
+                tmp.unlink(missing_ok=True)
+            raise
+        for w, tmp, path in writers.values():
+            w.close()
+            os.replace(tmp, path)
+        return counts
+
+    def _write(self, table: pa.Table, name: str, counts: list[int], writers: dict) -> None:
         keys = table.column(self.key).to_numpy(zero_copy_only=False)
         parts = partition_of(keys, self.num_partitions)
         order = np.argsort(parts, kind="stable")
@@ -50,10 +84,20 @@ class _MapTask:
         bounds = np.searchsorted(sorted_parts, np.arange(self.num_partitions + 1))
         for p in range(self.num_partitions):
             lo, hi = int(bounds[p]), int(bounds[p + 1])
-            if hi > lo:
-                write_parquet_atomic(Path(self.out_dir) / f"p{p:05d}" / f"m{idx:06d}.parquet", table.slice(lo, hi - lo))
-                counts[p] = hi - lo
-        return counts
+            if hi == lo:
+                continue
+            part = table.slice(lo, hi - lo)
+            if p not in writers:
+                path = Path(self.out_dir) / f"p{p:05d}" / f"{name}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                writers[p] = (pq.ParquetWriter(tmp, part.schema, compression=_compression(part.schema),
+                                              use_dictionary=_dictionary(part.schema)), tmp, path)
+            w = writers[p][0]
+            if part.schema != w.schema:
+                part = part.cast(w.schema)
+            w.write_table(part)
+            counts[p] += hi - lo
 
 
 class _ReduceTask:
@@ -70,7 +114,7 @@ class _ReduceTask:
         if out is None:
             return None
         path = Path(self.out_dir) / f"out-{p:05d}.parquet"
-        write_parquet_atomic(path, out)
+        write_parquet_atomic(path, out, _compression(out.schema), _dictionary(out.schema))
         return str(path)
 
 

@@ -255,3 +255,75 @@ def test_batches_are_split_by_bytes(tmp_path, corpus, monkeypatch):
                if c.num_rows > 1) <= 20_000
     _, k2, _ = _run(tmp_path / "b", files, {"verify_jaccard": 0.8})
     assert k1.column("id").to_pylist() == k2.column("id").to_pylist()
+
+
+def test_threaded_fit_and_small_partitions_give_the_same_decisions(tmp_path, corpus, monkeypatch):
+    """Fit tasks on threads, and set-carrying shuffles split into many small partitions
+    (bounded reducer memory), change nothing in the result."""
+    import curate.stages.minhash_dedup as mod
+    from curate.stage import ThreadTaskRunner
+
+    files = _write(tmp_path, corpus.table().slice(0, 600), 3)
+    params = {"verify_jaccard": 0.8, "verify_split": "coverage"}
+    s1, k1, _ = _run(tmp_path / "a", files, params)
+    assert s1["stats"]["verify_partitions"] == 1  # a small corpus: one partition
+    monkeypatch.setattr(mod, "_PART_BYTES", 64 * 1024)
+    monkeypatch.setattr(mod, "_MAX_CHUNK_BYTES", 50_000)  # streamed in many chunks too
+    st = MinHashDedup(params).bind("dd", seed=1)
+    runner = ThreadTaskRunner(2)
+    ctx = FitContext(runner=runner, state_dir=tmp_path / "b" / "state", scratch_dir=tmp_path / "b" / "scratch",
+                     seed=1, node_id="dd")
+    s2 = st.fit({"up": ShardSet(files=tuple(files))}, ctx)
+    runner.close()
+    assert s2["stats"]["verify_partitions"] > 4
+    k2 = pa.concat_tables([st.apply(pq.read_table(f), s2).kept for f in files])
+    assert k1.column("id").to_pylist() == k2.column("id").to_pylist()
+    # (raw candidate edges are deduplicated per partition, so only their count may differ)
+    skip = ("phase_seconds", "verify_partitions", "lsh_partitions", "candidate_edges")
+    assert {k: v for k, v in s1["stats"].items() if k not in skip} == \
+        {k: v for k, v in s2["stats"].items() if k not in skip}
+
+
+def test_version_1_index_with_list_sets_is_still_read(tmp_path):
+    """Indexes written before sets were stored as binary (format 1, list<uint64>) still
+    dedup correctly, and appending to one upgrades its manifest."""
+    c = make_corpus(300, seed=5)
+    t = c.table()
+    idx = tmp_path / "index"
+    s1 = _write(tmp_path / "s1", t.slice(0, 200), 2)
+    _run(tmp_path / "s1", s1, {"verify_jaccard": 0.8, "write_index": str(idx)})
+    s2 = _write(tmp_path / "s2", t.slice(100, 200), 2)
+    st_new, k_new, _ = _run(tmp_path / "n", s2, {"verify_jaccard": 0.8, "against_index": str(idx)})
+    # rewrite the index in the version-1 layout
+    man = json.loads((idx / "index.json").read_text())
+    assert man["format_version"] == 2
+    for v in man["versions"]:
+        for f in v["sets"]:
+            tb = pq.read_table(idx / f)
+            assert pa.types.is_large_binary(tb.schema.field("sh").type)
+            vals = np.frombuffer(b"".join(x or b"" for x in tb.column("sh").to_pylist()), "<u8")
+            lens = [len(x) // 8 for x in tb.column("sh").to_pylist()]
+            offs = np.r_[0, np.cumsum(lens)].astype(np.int64)
+            old = pa.LargeListArray.from_arrays(pa.array(offs), pa.array(vals.astype(np.uint64)))
+            pq.write_table(tb.set_column(2, "sh", old), idx / f)
+    (idx / "index.json").write_text(json.dumps({**man, "format_version": 1}))
+    st_old, k_old, _ = _run(tmp_path / "o", s2, {"verify_jaccard": 0.8, "against_index": str(idx),
+                                                 "write_index": str(idx)})
+    assert st_old["stats"]["removed_as_dup_of_index"] == st_new["stats"]["removed_as_dup_of_index"] >= 90
+    assert k_old.column("id").to_pylist() == k_new.column("id").to_pylist()
+    assert json.loads((idx / "index.json").read_text())["format_version"] == 2
+
+
+def test_index_of_a_file_whose_documents_were_all_removed(tmp_path):
+    """A signature file with no survivor still gets (empty) band and set files, so the
+    index stays usable with verification."""
+    t = pa.table({"id": ["a", "b", "c"], "text": ["one two three four five six seven"] * 3})
+    files = _write(tmp_path, t, 3)  # b and c, alone in their files, are both removed
+    idx = tmp_path / "idx"
+    _run(tmp_path / "r1", files, {"verify_jaccard": 0.8, "write_index": str(idx)})
+    man = json.loads((idx / "index.json").read_text())
+    v = man["versions"][0]
+    assert len(v["bands"]) == len(v["sets"]) == 3 and v["docs"] == 1
+    assert sorted(pq.read_table(idx / f).num_rows for f in v["sets"]) == [0, 0, 1]
+    _, kept, rj = _run(tmp_path / "r2", files, {"verify_jaccard": 0.8, "against_index": str(idx)})
+    assert kept.num_rows == 0 and rj.num_rows == 3

@@ -113,3 +113,26 @@ def test_candidate_probability_matches_s_curve(scheme):
         sig = mh.signatures(texts).sig
         est = (sig[0::2] == sig[1::2]).mean()
         assert abs(est - s) < 0.02
+
+
+def test_arrow_input_matches_python_strings():
+    """Signatures of an Arrow string column (no Python string per ASCII document) equal
+    those of the same texts as Python strings: nulls, non-ASCII, slices, chunks."""
+    import pyarrow as pa
+
+    from curate.text.minhash import MinHasher
+
+    texts = ["Hello World, this is a test of the thing here", None, "", "Ünïcode ﬁne text Straße İstanbul word",
+             "ascii again with some more words in it ok", "x", "ΑΒΓ δέλτα — ελληνικά κείμενα εδώ πάνω"]
+    for scheme in ("fast", "datasketch"):
+        mh = MinHasher(64, 5, 3, scheme)
+        ref = mh.signatures(texts, with_sets=True)
+        arrays = [pa.array(texts), pa.array(texts, pa.large_string()),
+                  pa.chunked_array([pa.array(texts[:2]), pa.array(texts[2:])])]
+        for arr in arrays:
+            got = mh.signatures(arr, with_sets=True)
+            assert np.array_equal(ref.sig, got.sig) and np.array_equal(ref.has_shingles, got.has_shingles)
+            assert np.array_equal(ref.set_values, got.set_values)
+            assert np.array_equal(ref.set_offsets, got.set_offsets)
+        part = mh.signatures(pa.array(texts).slice(2, 3), with_sets=True)
+        assert np.array_equal(part.sig, mh.signatures(texts[2:5]).sig)

@@ -66,10 +66,12 @@ from curate.text.lsh import band_keys, candidate_probability, threshold
 from curate.text.minhash import MinHasher, sorted_jaccard
 
 INDEX_FORMAT = "curate-minhash-index"
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2  # 2: shingle sets stored as binary (1: list<uint64>; still read)
+READABLE_INDEX_VERSIONS = (1, 2)
 REASON = "near_duplicate"
 _KEEP_RE = re.compile(r"^(lowest_id|longest|highest:(?P<h>.+)|newest:(?P<n>.+)|source_priority:(?P<s>.+))$")
-_MAX_CHUNK_BYTES = 32 * 1024 * 1024
+_MAX_CHUNK_BYTES = 4 * 1024 * 1024
+_PART_BYTES = 8 * 1024 * 1024
 
 
 def parse_keep(keep: str) -> tuple[str, str | None, list[str] | None]:
@@ -170,19 +172,52 @@ def _bcol(j: int) -> str:
 
 
 def _sets_column(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(values, pa.uint64()))
+    """Shingle-hash sets as one binary value per document (the little-endian uint64s;
+    zero copy both ways, and Parquet writes and reads binary far faster than lists)."""
+    v = np.ascontiguousarray(values, dtype="<u8")
+    o = np.ascontiguousarray(offsets, dtype=np.int64) * 8
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(o) - 1, [None, pa.py_buffer(o), pa.py_buffer(v)])
+
+
+def _as_sets(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A sets column in the current (binary) layout; list<uint64> sets of version-1
+    indexes are converted."""
+    if pa.types.is_large_binary(arr.type):
+        return arr
+    vals, offs = _flat(arr)
+    return _sets_column(vals, offs)
 
 
 def _flat(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Values and offsets of a (large) list array (nulls count as empty lists)."""
+    """Values and offsets of a sets column (binary, or list<uint64> of version-1 indexes;
+    nulls count as empty sets)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        if arr.null_count:
+            arr = pc.fill_null(arr, pa.scalar(b"", arr.type))
+        bufs = arr.buffers()
+        ot = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+        offs = np.frombuffer(bufs[1], dtype=ot)[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
+        if offs.size and (offs % 8).any():
+            raise StageError("minhash_dedup: corrupt shingle-set column (length not a multiple of 8)")
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and offs.size else np.zeros(0, np.uint8)
+        base = offs[0] if offs.size else 0
+        vals = data[base: offs[-1] if offs.size else 0].view("<u8").astype(np.uint64, copy=False)
+        return vals, (offs - base) // 8
     arr = arr.cast(pa.large_list(pa.uint64()))
     arr = pc.fill_null(arr, pa.scalar([], pa.large_list(pa.uint64())))
     offs = arr.offsets.to_numpy().astype(np.int64)
     vals = arr.values.to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
     base = offs[0]
     return vals[base: offs[-1]], offs - base
+
+
+def _raw_columns(schema: pa.Schema) -> tuple[dict[str, str], bool]:
+    """Parquet settings for signature and index files: shingle sets (random 64-bit values)
+    are stored uncompressed, the rest zstd; no dictionary encoding (ids, band keys and
+    hashes are nearly all distinct, so the attempt only costs time)."""
+    return {f.name: ("none" if f.name == "sh" else "zstd") for f in schema}, False
 
 
 def _np(t: pa.Table, col: str) -> np.ndarray:
@@ -247,6 +282,33 @@ def build_node_filter(ctx: FitContext, edge_files: list[str], path: Path) -> str
     return str(path)
 
 
+def filter_nodes(path: str | None) -> int:
+    """About how many distinct nodes a filter holds (2 bits each, collisions ignored)."""
+    if path is None:
+        return 0
+    bm = np.load(path)
+    return int(np.unpackbits(bm).sum()) // 2
+
+
+def _set_partitions(set_files: list[str], rows: int, nparts: int) -> int:
+    """Partitions for a shuffle that carries the shingle sets of ``rows`` documents: about
+    ``_PART_BYTES`` of sets per partition (so a reducer's memory is bounded however big
+    the corpus), at least ``nparts`` and at most 1024."""
+    total = n = 0
+    for f in set_files:
+        md = pq.ParquetFile(f).metadata
+        names = md.schema.to_arrow_schema().names
+        if "sh" not in names:
+            continue
+        c = names.index("sh")
+        n += md.num_rows
+        total += sum(md.row_group(g).column(c).total_uncompressed_size for g in range(md.num_row_groups))
+    if n == 0:
+        return nparts
+    est = total / n * rows
+    return int(min(max(nparts, -(-int(est) // _PART_BYTES)), max(nparts, 1024)))
+
+
 def filter_mask(path: str | None, uids: np.ndarray) -> np.ndarray:
     """True for uids that may be in the filter (no false negatives)."""
     if path is None:
@@ -301,7 +363,7 @@ class _SignatureTask:
         writer = None
         n_docs = n_empty = 0
         try:
-            for t in iter_file_batches(path, cols, self.batch_size):
+            for t in iter_file_batches(path, cols, _rows_per_batch(path, self.text_column, self.batch_size)):
                 for chunk in _byte_chunks(t, self.text_column):
                     tbl = self._signatures(mh, chunk)
                     n_docs += chunk.num_rows
@@ -310,8 +372,8 @@ class _SignatureTask:
                         continue
                     if writer is None:
                         # shingle hashes are random 64-bit values: compressing them only costs CPU
-                        comp = {c: ("none" if c == "sh" else "zstd") for c in tbl.schema.names}
-                        writer = pq.ParquetWriter(tmp, tbl.schema, compression=comp, use_dictionary=False)
+                        comp, dic = _raw_columns(tbl.schema)
+                        writer = pq.ParquetWriter(tmp, tbl.schema, compression=comp, use_dictionary=dic)
                     writer.write_table(tbl)
         finally:
             if writer is not None:
@@ -323,9 +385,8 @@ class _SignatureTask:
 
     def _signatures(self, mh: MinHasher, t: pa.Table) -> pa.Table:
         c = self.cfg
-        texts = t.column(self.text_column).to_pylist()
         ids = t.column(schema.ID).to_pylist()
-        bs = mh.signatures(texts, with_sets=c["with_sets"])
+        bs = mh.signatures(t.column(self.text_column), with_sets=c["with_sets"])
         sig = bs.sig
         if c["scheme"] == "fast" and c["hash_bits"] == 32:
             sig = sig & np.uint64(0xFFFFFFFF)
@@ -348,8 +409,23 @@ class _SignatureTask:
         return pa.table(data)
 
 
+def _rows_per_batch(path: str, text_column: str, batch_size: int) -> int:
+    """Rows per read batch so one batch holds about ``_MAX_CHUNK_BYTES`` of text (from the
+    Parquet metadata), at most ``batch_size``: the kernels' working set stays small."""
+    try:
+        md = pq.ParquetFile(path).metadata
+        col = md.schema.to_arrow_schema().get_field_index(text_column)
+        rows = md.num_rows
+        size = sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
+    except Exception:  # odd metadata: the byte chunking below still bounds the kernels
+        return batch_size
+    if rows == 0 or size <= 0:
+        return batch_size
+    return int(max(16, min(batch_size, _MAX_CHUNK_BYTES * rows // size)))
+
+
 def _byte_chunks(t: pa.Table, text_column: str):
-    """Split a batch so no chunk holds more than ~32 MB of text (bounded kernel memory)."""
+    """Split a batch so no chunk holds more than ``_MAX_CHUNK_BYTES`` of text (bounded kernel memory)."""
     lens = pc.fill_null(pc.binary_length(t.column(text_column)), 0).to_numpy(zero_copy_only=False)
     if lens.sum() <= _MAX_CHUNK_BYTES:
         yield t
@@ -430,14 +506,29 @@ class _VerifyMap:
             t = pq.read_table(path, columns=["a", "b"])
             return pa.table({"k": t.column("a"), "o": t.column("b")}) if t.num_rows else None
         if tag == "X":
-            t = pq.read_table(path)
-            return t if t.num_rows else None
-        t = pq.read_table(path, columns=["uid"])
-        mask = filter_mask(self.node_filter, _np(t, "uid"))
-        if not mask.any():
-            return None
-        t = pq.read_table(path, columns=["uid", "sh"]).filter(pa.array(mask))
-        return pa.table({"k": t.column("uid"), "sh": t.column("sh")})
+            return _stream(path, None)
+        return self._sets(path)
+
+    def _sets(self, path: str):
+        """Shingle sets of the filtered documents, one bounded batch at a time."""
+        for t in _stream(path, ["uid", "sh"]):
+            mask = filter_mask(self.node_filter, _np(t, "uid"))
+            if mask.any():
+                t = t.filter(pa.array(mask))
+                yield pa.table({"k": t.column("uid"), "sh": _as_sets(t.column("sh"))})
+
+
+def _stream(path: str, columns: list[str] | None):
+    """A Parquet file as tables of about ``_MAX_CHUNK_BYTES`` each (never the whole file)."""
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    if md.num_rows == 0:
+        return
+    size = sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
+    rows = int(max(64, _MAX_CHUNK_BYTES * md.num_rows // max(size, 1)))
+    for rb in pf.iter_batches(batch_size=rows, columns=columns):
+        if rb.num_rows:
+            yield pa.Table.from_batches([rb])
 
 
 def _split_sets(t: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -512,18 +603,19 @@ class _MetaMap:
         if tag == "C":
             t = pq.read_table(path)
             return pa.table({"k": t.column("node"), "root": t.column("root")}) if t.num_rows else None
-        cols = ["uid", "id"] + (["kv"] if tag == "M" else [])
-        t = pq.read_table(path, columns=cols)
-        if t.num_rows == 0:
-            return None
-        data = {"k": t.column("uid"), "id": t.column("id")}
-        for c in cols[2:]:
-            data[c] = t.column(c)
-        if self.with_sets:  # sets only for cluster members (every row still checks id uniqueness)
-            mask = filter_mask(self.node_filter, _np(t, "uid"))
-            sh = pq.read_table(path, columns=["sh"]).column("sh")
-            data["sh"] = pc.if_else(pa.array(mask), sh, pa.nulls(t.num_rows, sh.type))
-        return pa.table(data)
+        return self._meta(tag, path)
+
+    def _meta(self, tag: str, path: str):
+        cols = ["uid", "id"] + (["kv"] if tag == "M" else []) + (["sh"] if self.with_sets else [])
+        for t in _stream(path, cols):
+            data = {"k": t.column("uid"), "id": t.column("id")}
+            if tag == "M":
+                data["kv"] = t.column("kv")
+            if self.with_sets:  # sets only for cluster members (every row still checks id uniqueness)
+                mask = filter_mask(self.node_filter, _np(t, "uid"))
+                sh = _as_sets(t.column("sh"))
+                data["sh"] = pc.if_else(pa.array(mask), sh, pa.nulls(t.num_rows, sh.type))
+            yield pa.table(data)
 
 
 def _meta_join(t: pa.Table) -> pa.Table | None:
@@ -559,7 +651,7 @@ def _meta_join(t: pa.Table) -> pa.Table | None:
     return pa.table(data)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _jac_at_least(vals, offs, i, j, thr):
     x, xe, y, ye = offs[i], offs[i + 1], offs[j], offs[j + 1]
     inter = 0
@@ -576,7 +668,7 @@ def _jac_at_least(vals, offs, i, j, thr):
     return union > 0 and inter >= thr * union - 1e-9
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _pivot_groups(vals, offs, starts, ends, thr, max_size, central_max, forced):
     """Greedy pivot clustering inside every component (members sorted by keep priority).
 
@@ -718,10 +810,10 @@ def read_index_manifest(path: str | Path, cfg: dict | None = None) -> dict:
         raise StageError(f"minhash index {p}: corrupt index.json ({e})") from e
     if not isinstance(man, dict) or man.get("format") != INDEX_FORMAT:
         raise StageError(f"minhash index {p}: index.json is not a {INDEX_FORMAT} manifest")
-    if man.get("format_version") != INDEX_FORMAT_VERSION:
+    if man.get("format_version") not in READABLE_INDEX_VERSIONS:
         raise StageError(
             f"minhash index {p}: format version {man.get('format_version')!r} is not supported "
-            f"(this curate reads version {INDEX_FORMAT_VERSION}); rebuild the index")
+            f"(this curate reads versions {', '.join(map(str, READABLE_INDEX_VERSIONS))}); rebuild the index")
     if cfg is not None:
         want = _index_params(cfg)
         have = man.get("params", {})
@@ -748,26 +840,55 @@ class _IndexWriter:
         self.decision_files, self.out_dir, self.version, self.bands = decision_files, out_dir, version, bands
 
     def __call__(self, path: str) -> dict:
-        removed = []
-        for f in self.decision_files:
-            d = pq.read_table(f, columns=[schema.ID, "kept"])
-            removed.extend(d.filter(pc.invert(d.column("kept"))).column(schema.ID).to_pylist())
-        t = pq.read_table(path)
-        if removed:
-            t = t.filter(pc.invert(pc.is_in(t.column("id"), value_set=pa.array(removed, pa.string()))))
+        parts = []
+        for f in self.decision_files:  # node ids of removed documents: 8 bytes each, sorted
+            d = pq.read_table(f, columns=["uid", "kept"])
+            parts.append(_np(d, "uid")[~d.column("kept").to_numpy(zero_copy_only=False).astype(bool)])
+        removed = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         name = Path(path).stem.replace("sig-", "")
-        ids = t.column("id").to_pylist()
-        uid = pa.array(_index_uid(ids, self.version), pa.int64())
-        bands = pa.table({"uid": uid, "id": t.column("id"), "n": t.column("n"), **{_bcol(j): t.column(_bcol(j))
-                                                              for j in range(self.bands)}})
         b_rel = f"v{self.version:05d}/bands-{name}.parquet"
-        write_parquet_atomic(Path(self.out_dir) / b_rel, bands)
-        out = {"bands": b_rel, "docs": t.num_rows}
-        if "sh" in t.column_names:
-            s_rel = f"v{self.version:05d}/sets-{name}.parquet"
-            write_parquet_atomic(Path(self.out_dir) / s_rel, pa.table({"uid": uid, "id": t.column("id"),
-                                                                      "sh": t.column("sh")}))
-            out["sets"] = s_rel
+        s_rel = f"v{self.version:05d}/sets-{name}.parquet"
+        writers: dict[str, tuple[pq.ParquetWriter, Path, Path]] = {}
+        docs = 0
+
+        def write(rel: str, t: pa.Table) -> None:
+            if rel not in writers:
+                dst = Path(self.out_dir) / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dst.with_name(dst.name + ".tmp")
+                comp, dic = _raw_columns(t.schema)
+                writers[rel] = (pq.ParquetWriter(tmp, t.schema, compression=comp, use_dictionary=dic), tmp, dst)
+            writers[rel][0].write_table(t)
+
+        try:  # streamed: one chunk of the signature file in memory at a time
+            for t in _stream(path, None):
+                if len(removed):
+                    u = _np(t, "uid")
+                    pos = np.minimum(np.searchsorted(removed, u), len(removed) - 1)
+                    t = t.filter(pa.array(removed[pos] != u))
+                if t.num_rows == 0:
+                    continue
+                docs += t.num_rows
+                uid = pa.array(_index_uid(t.column("id").to_pylist(), self.version), pa.int64())
+                write(b_rel, pa.table({"uid": uid, "id": t.column("id"), "n": t.column("n"),
+                                       **{_bcol(j): t.column(_bcol(j)) for j in range(self.bands)}}))
+                if "sh" in t.column_names:
+                    write(s_rel, pa.table({"uid": uid, "id": t.column("id"), "sh": t.column("sh")}))
+        finally:
+            for w, _tmp, _dst in writers.values():
+                w.close()
+        out: dict[str, Any] = {"docs": docs}
+        for rel, (_w, tmp, dst) in writers.items():
+            tmp.replace(dst)
+            out["bands" if rel == b_rel else "sets"] = rel
+        sig_schema = pq.read_schema(path)
+        for key, rel, cols in (("bands", b_rel, ["uid", "id", "n"] + [_bcol(j) for j in range(self.bands)]),
+                               ("sets", s_rel, ["uid", "id", "sh"])):
+            if key not in out and all(c in sig_schema.names for c in cols):
+                # every document of this file was removed: an empty (valid) file
+                write_parquet_atomic(Path(self.out_dir) / rel, pa.table(
+                    {c: pa.array([], sig_schema.field(c).type) for c in cols}))
+                out[key] = rel
         return out
 
 
@@ -911,9 +1032,14 @@ class MinHashDedup(BarrierStage):
 
         # 2. LSH in band groups
         edge_files: list[str] = []
+        # a band row is 24 bytes (key, node, set size): about _PART_BYTES of them per reducer
+        n_index = sum(pq.ParquetFile(f).metadata.num_rows for f in idx_bands)
+        lparts = p.num_partitions or int(min(max(nparts, -(-(n_rows + n_index) * min(p.bands_per_pass, p.bands) * 24
+                                                       // _PART_BYTES)), max(nparts, 1024)))
+        stats["lsh_partitions"] = lparts
         for g0 in range(0, p.bands, p.bands_per_pass):
             group = list(range(g0, min(p.bands, g0 + p.bands_per_pass)))
-            edge_files += ctx.shuffle(sig_files + idx_bands, _BandMap(group), "k", _BucketEdges(p.verify_jaccard), nparts,
+            edge_files += ctx.shuffle(sig_files + idx_bands, _BandMap(group), "k", _BucketEdges(p.verify_jaccard), lparts,
                                       name=f"minhash/lsh{g0:03d}")
         stats["candidate_edges"] = _count(edge_files)
         clock.mark("lsh")
@@ -921,10 +1047,13 @@ class MinHashDedup(BarrierStage):
         # 3. verification
         if p.verify_jaccard is not None and edge_files:
             flt = build_node_filter(ctx, edge_files, scratch / "filter-candidates.npy")
+            # each edge carries one end's set in the second join: size partitions for both
+            vparts = _set_partitions(sig_files + idx_sets, filter_nodes(flt) + stats["candidate_edges"], nparts)
+            stats["verify_partitions"] = vparts
             half = ctx.shuffle(_tagged("E", edge_files) + _tagged("S", sig_files + idx_sets), _VerifyMap(1, flt), "k",
-                               _verify_join_a, nparts, name="minhash/verify_a")
+                               _verify_join_a, vparts, name="minhash/verify_a")
             edge_files = ctx.shuffle(_tagged("X", half) + _tagged("S", sig_files + idx_sets), _VerifyMap(2, flt),
-                                     "k", _VerifyJoinB(p.verify_jaccard), nparts, name="minhash/verify_b")
+                                     "k", _VerifyJoinB(p.verify_jaccard), vparts, name="minhash/verify_b")
             stats["verified_edges"] = _count(edge_files)
             clock.mark("verify")
 
@@ -944,11 +1073,12 @@ class MinHashDedup(BarrierStage):
         verify = p.verify_jaccard
         idx_meta = idx_sets if verify is not None else idx_bands
         member_filter = build_node_filter(ctx, edge_files, scratch / "filter-members.npy") if verify else None
+        mparts = _set_partitions(sig_files + idx_sets, filter_nodes(member_filter), nparts) if verify else nparts
         joined = ctx.shuffle(_tagged("C", cc_files) + _tagged("M", sig_files) + _tagged("I", idx_meta),
-                             _MetaMap(verify is not None, member_filter), "k", _meta_join, nparts,
+                             _MetaMap(verify is not None, member_filter), "k", _meta_join, mparts,
                              name="minhash/meta")
         keep_reduce = _KeepReduce(direction, verify, p.verify_split == "coverage")
-        outs = ctx.shuffle(joined, _Passthrough(), "k", keep_reduce, nparts, name="minhash/keep") if joined else []
+        outs = ctx.shuffle(joined, _Passthrough(), "k", keep_reduce, mparts, name="minhash/keep") if joined else []
         dec_dir.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(outs):
             dst = dec_dir / f"part-{i:05d}.parquet"
@@ -1002,6 +1132,7 @@ class MinHashDedup(BarrierStage):
         entry = {"version": version, "node": ctx.node_id, "docs": sum(r["docs"] for r in res),
                  "bands": [r["bands"] for r in res], "sets": [r["sets"] for r in res if "sets" in r]}
         man["versions"].append(entry)
+        man["format_version"] = INDEX_FORMAT_VERSION  # new files use the current layout
         write_json_atomic(root / "index.json", man)
         return version
 
@@ -1050,9 +1181,8 @@ class _Clock:
 
 
 class _Passthrough:
-    def __call__(self, path: str) -> pa.Table | None:
-        t = pq.read_table(path)
-        return t if t.num_rows else None
+    def __call__(self, path: str):
+        return _stream(path, None)
 
 
 def _count(files: list[str]) -> int:

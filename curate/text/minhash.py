@@ -104,6 +104,42 @@ def _encode_batch(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
     return buf, offsets
 
 
+def _is_arrow(x) -> bool:
+    return type(x).__module__.startswith("pyarrow") and hasattr(x, "to_pylist")
+
+
+def _encode_arrow(arr) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_encode_batch` of an Arrow string array without a Python string per ASCII
+    document: ASCII rows are used straight from the Arrow buffer (zero copy when every
+    row is ASCII); only non-ASCII rows are normalized in Python. Nulls count as empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        pass
+    else:
+        arr = arr.cast(pa.large_string())
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    if not ascii_.all():
+        texts = arr.filter(pa.array(~ascii_)).to_pylist()
+        norm = pa.array([unicodedata.normalize("NFKC", t).lower().encode("utf-8", "surrogatepass")
+                         for t in texts], pa.large_binary())
+        idx = np.cumsum(~ascii_) - 1
+        order = np.where(ascii_, np.arange(len(arr)), len(arr) + idx)
+        both = pa.concat_arrays([arr.cast(pa.large_binary()), norm])
+        arr = both.take(pa.array(order, pa.int64()))
+    off_t = np.int64 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else np.int32
+    bufs = arr.buffers()
+    offs = np.frombuffer(bufs[1], dtype=off_t)[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    base = offs[0]
+    return data[base: offs[-1]], offs - base
+
+
 # ----------------------------------------------------------------------------------------
 # numba kernels (fast scheme)
 # ----------------------------------------------------------------------------------------
@@ -119,7 +155,7 @@ def _fmix64(h):
     return h
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _shingle_hashes(buf, offsets, ngram, seed, table):
     """Flat 64-bit shingle hashes of every document and their per-document offsets.
 
@@ -206,7 +242,7 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
     return out[:pos].copy(), out_off
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _minhash_affine64(hashes, offsets, a, b):
     """Per-document min over shingles of ``a*h + b mod 2^64`` for every permutation."""
     n = offsets.shape[0] - 1
@@ -226,7 +262,7 @@ def _minhash_affine64(hashes, offsets, a, b):
     return sig
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _unique_sets(hashes, offsets):
     """Sorted unique shingle hashes per document (flat values + offsets)."""
     n = offsets.shape[0] - 1
@@ -243,7 +279,7 @@ def _unique_sets(hashes, offsets):
     return out[:pos].copy(), out_off
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def sorted_jaccard(va, oa, ia, vb, ob, ib):
     """Jaccard of pairs of sorted unique sets: pair ``k`` is set ``ia[k]`` of (va, oa)
     against set ``ib[k]`` of (vb, ob). Two empty sets have Jaccard 0."""
@@ -324,7 +360,7 @@ def datasketch_signature_of_hashes(hv: np.ndarray, offsets: np.ndarray, a: np.nd
                               b.astype(np.uint64), mode, empty)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _datasketch_kernel(hv, offsets, a, b, mode, empty):
     """datasketch 2.x permutations: 0 legacy ((a*h+b) mod 2^61-1, uint64 wraparound, & 2^32-1),
     1 affine32 (fmix32, a*h+b mod 2^32), 2 affine64 (fmix64, a*h+b mod 2^64)."""
@@ -412,15 +448,19 @@ class MinHasher:
         self.hash_seed = _fmix64_np(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) + U64(0x51ED))[0]
 
     # -- shingle hashes -------------------------------------------------------------------
-    def fast_shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Flat 64-bit shingle hashes (fast kernel) of every shingle occurrence + offsets."""
-        buf, offsets = _encode_batch(texts)
+    def fast_shingle_hashes(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """Flat 64-bit shingle hashes (fast kernel) of every shingle occurrence + offsets.
+
+        ``texts`` is a sequence of strings or an Arrow string array (no Python objects)."""
+        buf, offsets = _encode_arrow(texts) if _is_arrow(texts) else _encode_batch(texts)
         return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed, word_table())
 
     def shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Flat base hashes of every shingle occurrence and per-document offsets."""
         if self.scheme == "fast":
             return self.fast_shingle_hashes(texts)
+        if _is_arrow(texts):
+            texts = texts.to_pylist()
         bits = 64 if self.variant == "affine64" else 32
         nbytes, fmt = (4, "<u4") if bits == 32 else (8, "<u8")
         counts = np.zeros(len(texts), dtype=np.int64)
