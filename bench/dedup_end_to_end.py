@@ -9,7 +9,8 @@ Prints wall time, peak RSS (this process + children, and the tree), bytes per do
 the written band index (bands alone and with verification sets), and precision /
 recall / F1 at T=0.8. With ``--datasketch`` (default on) it also runs datasketch 2.x
 MinHashLSH + Jaccard check (shared/tools/run_datasketch.py semantics, in-process here) on
-the same files and prints the ratios. Fit tasks run on a 2-process pool.
+the same files and prints the ratios. Fit tasks run on 2 threads of one process, as the local
+executor runs them (``--runner processes``: a 2-process pool, as Ray tasks would).
 
 usage: python bench/dedup_end_to_end.py [--docs 100000] [--data DIR] [--eval PATH]
 """
@@ -22,7 +23,6 @@ import contextlib
 import glob
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,11 +31,14 @@ import threading
 import time
 from pathlib import Path
 
+# isort: off
+import curate  # noqa: F401 - first: sets curate's allocator defaults before pyarrow loads
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+# isort: on
 
-from curate.stage import FitContext, ShardSet, TaskRunner
+from curate.stage import FitContext, ShardSet, TaskRunner, ThreadTaskRunner
 
 
 class PoolRunner(TaskRunner):
@@ -79,18 +82,18 @@ class TreeRss:
         while not self.stop:
             rss, pss = tree_mem(self.p)
             self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
-            time.sleep(0.1)
+            time.sleep(0.05)
 
 
 def _dir_bytes(p: Path, pattern: str) -> int:
     return sum(f.stat().st_size for f in p.rglob(pattern))
 
 
-def run_curate(files: list[str], work: Path, params: dict, workers: int) -> tuple[set[str], dict]:
+def run_curate(files: list[str], work: Path, params: dict, workers: int, kind: str = "threads") -> tuple[set[str], dict]:
     from curate.stages.minhash_dedup import MinHashDedup
 
     st = MinHashDedup(params).bind("near", seed=1)
-    runner = PoolRunner(workers)
+    runner = PoolRunner(workers) if kind == "processes" else ThreadTaskRunner(workers)
     ctx = FitContext(runner=runner, state_dir=work / "state", scratch_dir=work / "scratch", seed=1, node_id="near")
     rss = TreeRss()
     t0 = time.perf_counter()
@@ -103,11 +106,16 @@ def run_curate(files: list[str], work: Path, params: dict, workers: int) -> tupl
             removed.update(r.rejected.column("id").to_pylist())
     wall = time.perf_counter() - t0
     rss.stop = True
-    runner.pool.shutdown()
-    self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if kind == "processes":
+        runner.pool.shutdown()
+    else:
+        runner.close()
+    # exact peak RSS of this process (VmHWM restarts at exec; ru_maxrss would carry the
+    # forking parent's RSS, which holds the generated corpus)
+    hwm = next((int(ln.split()[1]) / 1024 for ln in Path("/proc/self/status").read_text().splitlines()
+                if ln.startswith("VmHWM:")), 0.0)
     return removed, {"wall_s": round(wall, 2), "fit_s": round(t_fit, 2), "peak_tree_rss_mb": round(rss.peak / 2**20),
-                     "peak_tree_pss_mb": round(rss.peak_pss / 2**20), "max_single_rss_mb": round(max(self_peak, child_peak)), "stats": state["stats"]}
+                     "peak_tree_pss_mb": round(rss.peak_pss / 2**20), "driver_hwm_mb": round(hwm), "stats": state["stats"]}
 
 
 def run_datasketch(files: list[str], threshold: float = 0.8, num_perm: int = 128) -> tuple[set[str], float]:
@@ -147,7 +155,7 @@ def run_datatrove(python: str, script: str, data_dir: str, work: Path, workers: 
         while proc.poll() is None:
             rss, pss = tree_mem(ps)
             peak, peak_pss = max(peak, rss), max(peak_pss, pss)
-            time.sleep(0.1)
+            time.sleep(0.05)
         wall += time.perf_counter() - t0
         if proc.returncode:
             raise RuntimeError(f"datatrove stage {stage} failed: {proc.stderr.read().decode()[-2000:]}")
@@ -164,6 +172,8 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="dev set dir with shards/ and ground_truth/")
     ap.add_argument("--eval", default=str(Path(__file__).resolve().parents[2] / "shared/tools/eval_dedup.py"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--runner", default="threads", choices=["threads", "processes"],
+                    help="fit tasks on threads of one process (local executor) or a process pool (like Ray tasks)")
     ap.add_argument("--verify", type=float, default=0.8)
     ap.add_argument("--split", default="coverage", choices=["keep", "coverage"])
     ap.add_argument("--no-datasketch", action="store_true")
@@ -175,7 +185,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.run_curate:
         job = json.loads(Path(a.run_curate).read_text())
-        rem, inf = run_curate(job["files"], Path(job["work"]), job["params"], job["workers"])
+        rem, inf = run_curate(job["files"], Path(job["work"]), job["params"], job["workers"], job["runner"])
         (Path(a.run_curate).parent / "curate-result.json").write_text(json.dumps({"removed": sorted(rem),
                                                                                   "info": inf}))
         return
@@ -212,17 +222,17 @@ def main() -> None:
     # curate runs in a fresh process, so its memory figures exclude this driver (corpus, truth)
     job = work / "curate-job.json"
     job.write_text(json.dumps({"files": files, "work": str(work / "curate"), "params": params,
-                               "workers": a.workers}))
+                               "workers": a.workers, "runner": a.runner}))
     subprocess.run([sys.executable, __file__, "--run-curate", str(job)], check=True)
     res = json.loads((work / "curate-result.json").read_text())
     removed, info = set(res["removed"]), res["info"]
     idx_bands = _dir_bytes(work / "index", "bands-*.parquet")
     idx_sets = _dir_bytes(work / "index", "sets-*.parquet")
     kept_docs = n_docs - len(removed)
-    print(f"curate minhash_dedup (14x8, verify {a.verify}, split {a.split}, {a.workers} workers): "
+    print(f"curate minhash_dedup (14x8, verify {a.verify}, split {a.split}, {a.workers} {a.runner}): "
           f"wall {info['wall_s']}s (fit {info['fit_s']}s), peak tree RSS {info['peak_tree_rss_mb']} MB "
           f"(PSS {info['peak_tree_pss_mb']} MB), "
-          f"max single-process RSS {info['max_single_rss_mb']} MB")
+          f"driver process peak RSS (VmHWM) {info['driver_hwm_mb']} MB")
     print(f"  index: {idx_bands / max(kept_docs, 1):.0f} bytes/doc (band keys), "
           f"{(idx_bands + idx_sets) / max(kept_docs, 1):.0f} bytes/doc with verification sets")
     print(f"  fit stats: {json.dumps(info['stats'])}")
