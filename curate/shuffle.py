@@ -8,9 +8,7 @@ workers when the job runs on Ray. No process ever holds more than one partition.
 
 from __future__ import annotations
 
-import os
 import shutil
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -19,26 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.stage import write_parquet_atomic
+from curate.stage import ParquetParts, parquet_settings, write_parquet_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from curate.stage import FitContext
-
-
-def _is_raw(t: pa.DataType) -> bool:
-    return ((pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)) or \
-        pa.types.is_large_binary(t)
-
-
-def _compression(schema: pa.Schema) -> dict[str, str]:
-    """zstd, except for hash sets (lists of integers, large binary): random 64-bit values
-    do not compress, so compressing them only costs CPU."""
-    return {f.name: ("none" if _is_raw(f.type) else "zstd") for f in schema}
-
-
-def _dictionary(schema: pa.Schema) -> list[str]:
-    """Columns worth trying dictionary encoding on (never hash sets: the attempt is slow)."""
-    return [f.name for f in schema if not _is_raw(f.type)]
 
 
 def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
@@ -60,22 +42,13 @@ class _MapTask:
         idx, source = item
         out = self.map_fn(source)
         counts = [0] * self.num_partitions
-        writers: dict[int, tuple[pq.ParquetWriter, Path, Path]] = {}
-        try:
+        with ParquetParts() as files:
             for table in [out] if out is None or isinstance(out, pa.Table) else out:
                 if table is not None and table.num_rows:
-                    self._write(table, f"m{idx:06d}", counts, writers)
-        except BaseException:
-            for w, tmp, _ in writers.values():
-                w.close()
-                tmp.unlink(missing_ok=True)
-            raise
-        for w, tmp, path in writers.values():
-            w.close()
-            os.replace(tmp, path)
+                    self._write(table, f"m{idx:06d}", counts, files)
         return counts
 
-    def _write(self, table: pa.Table, name: str, counts: list[int], writers: dict) -> None:
+    def _write(self, table: pa.Table, name: str, counts: list[int], files: ParquetParts) -> None:
         keys = table.column(self.key).to_numpy(zero_copy_only=False)
         parts = partition_of(keys, self.num_partitions)
         order = np.argsort(parts, kind="stable")
@@ -84,20 +57,9 @@ class _MapTask:
         bounds = np.searchsorted(sorted_parts, np.arange(self.num_partitions + 1))
         for p in range(self.num_partitions):
             lo, hi = int(bounds[p]), int(bounds[p + 1])
-            if hi == lo:
-                continue
-            part = table.slice(lo, hi - lo)
-            if p not in writers:
-                path = Path(self.out_dir) / f"p{p:05d}" / f"{name}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                writers[p] = (pq.ParquetWriter(tmp, part.schema, compression=_compression(part.schema),
-                                              use_dictionary=_dictionary(part.schema)), tmp, path)
-            w = writers[p][0]
-            if part.schema != w.schema:
-                part = part.cast(w.schema)
-            w.write_table(part)
-            counts[p] += hi - lo
+            if hi > lo:
+                files.write(Path(self.out_dir) / f"p{p:05d}" / f"{name}.parquet", table.slice(lo, hi - lo))
+                counts[p] += hi - lo
 
 
 class _ReduceTask:
@@ -114,7 +76,7 @@ class _ReduceTask:
         if out is None:
             return None
         path = Path(self.out_dir) / f"out-{p:05d}.parquet"
-        write_parquet_atomic(path, out, _compression(out.schema), _dictionary(out.schema))
+        write_parquet_atomic(path, out, *parquet_settings(out.schema))
         return str(path)
 
 

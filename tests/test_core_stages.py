@@ -155,3 +155,21 @@ def test_local_executor_fit_threads(monkeypatch):
     assert LocalExecutor().task_runner().parallelism == (os.cpu_count() or 1)
     release_memory()
     release_memory()
+
+
+def test_parquet_parts_commit_and_abort(tmp_path):
+    """Files appear only on commit (all row groups in them); an error leaves nothing."""
+    from curate.stage import ParquetParts
+
+    t = pa.table({"k": [1, 2], "sh": pa.array([b"\x00" * 8, b"\x01" * 16], pa.large_binary())})
+    with ParquetParts() as parts:
+        parts.write(tmp_path / "a" / "x.parquet", t)
+        parts.write(tmp_path / "a" / "x.parquet", t)
+        assert not (tmp_path / "a" / "x.parquet").exists()
+    md = pq.ParquetFile(tmp_path / "a" / "x.parquet").metadata
+    assert md.num_rows == 4 and md.num_row_groups == 2
+    assert md.row_group(0).column(1).compression == "UNCOMPRESSED"  # hash column: plain
+    with pytest.raises(RuntimeError), ParquetParts() as parts:
+        parts.write(tmp_path / "b" / "y.parquet", t)
+        raise RuntimeError("boom")
+    assert list((tmp_path / "b").iterdir()) == []

@@ -54,10 +54,13 @@ from curate.stage import (
     BarrierStage,
     FitContext,
     MapResult,
+    ParquetParts,
     ShardSet,
     StageError,
     StageParams,
     iter_file_batches,
+    iter_file_chunks,
+    rows_for_bytes,
     split_batch,
     write_json_atomic,
     write_parquet_atomic,
@@ -213,13 +216,6 @@ def _flat(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return vals[base: offs[-1]], offs - base
 
 
-def _raw_columns(schema: pa.Schema) -> tuple[dict[str, str], bool]:
-    """Parquet settings for signature and index files: shingle sets (random 64-bit values)
-    are stored uncompressed, the rest zstd; no dictionary encoding (ids, band keys and
-    hashes are nearly all distinct, so the attempt only costs time)."""
-    return {f.name: ("none" if f.name == "sh" else "zstd") for f in schema}, False
-
-
 def _np(t: pa.Table, col: str) -> np.ndarray:
     return t.column(col).to_numpy().astype(np.int64, copy=False)
 
@@ -358,30 +354,19 @@ class _SignatureTask:
         name = hashlib.sha1(path.encode("utf-8")).hexdigest()[:16]
         out = Path(self.out_dir) / f"sig-{name}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
         cols = [schema.ID, self.text_column] + ([c["keep_column"]] if c["keep_column"] else [])
-        writer = None
+        rows = rows_for_bytes(path, _MAX_CHUNK_BYTES, self.text_column, max_rows=self.batch_size)
         n_docs = n_empty = 0
-        try:
-            for t in iter_file_batches(path, cols, _rows_per_batch(path, self.text_column, self.batch_size)):
+        with ParquetParts(dictionary=False) as files:  # ids, band keys and hashes are nearly all distinct
+            for t in iter_file_batches(path, cols, rows):
                 for chunk in _byte_chunks(t, self.text_column):
                     tbl = self._signatures(mh, chunk)
                     n_docs += chunk.num_rows
                     n_empty += chunk.num_rows - tbl.num_rows
-                    if tbl.num_rows == 0:
-                        continue
-                    if writer is None:
-                        # shingle hashes are random 64-bit values: compressing them only costs CPU
-                        comp, dic = _raw_columns(tbl.schema)
-                        writer = pq.ParquetWriter(tmp, tbl.schema, compression=comp, use_dictionary=dic)
-                    writer.write_table(tbl)
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
-            return {"path": None, "docs": n_docs, "empty": n_empty}
-        tmp.replace(out)
-        return {"path": str(out), "docs": n_docs, "empty": n_empty}
+                    if tbl.num_rows:
+                        files.write(out, tbl)
+            wrote = out in files
+        return {"path": str(out) if wrote else None, "docs": n_docs, "empty": n_empty}
 
     def _signatures(self, mh: MinHasher, t: pa.Table) -> pa.Table:
         c = self.cfg
@@ -407,21 +392,6 @@ class _SignatureTask:
             idx = np.repeat(starts - offs[:-1], lens) + np.arange(offs[-1])
             data["sh"] = _sets_column(bs.set_values[idx], offs)
         return pa.table(data)
-
-
-def _rows_per_batch(path: str, text_column: str, batch_size: int) -> int:
-    """Rows per read batch so one batch holds about ``_MAX_CHUNK_BYTES`` of text (from the
-    Parquet metadata), at most ``batch_size``: the kernels' working set stays small."""
-    try:
-        md = pq.ParquetFile(path).metadata
-        col = md.schema.to_arrow_schema().get_field_index(text_column)
-        rows = md.num_rows
-        size = sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
-    except Exception:  # odd metadata: the byte chunking below still bounds the kernels
-        return batch_size
-    if rows == 0 or size <= 0:
-        return batch_size
-    return int(max(16, min(batch_size, _MAX_CHUNK_BYTES * rows // size)))
 
 
 def _byte_chunks(t: pa.Table, text_column: str):
@@ -506,29 +476,20 @@ class _VerifyMap:
             t = pq.read_table(path, columns=["a", "b"])
             return pa.table({"k": t.column("a"), "o": t.column("b")}) if t.num_rows else None
         if tag == "X":
-            return _stream(path, None)
+            return _chunks(path, None)
         return self._sets(path)
 
     def _sets(self, path: str):
         """Shingle sets of the filtered documents, one bounded batch at a time."""
-        for t in _stream(path, ["uid", "sh"]):
+        for t in _chunks(path, ["uid", "sh"]):
             mask = filter_mask(self.node_filter, _np(t, "uid"))
             if mask.any():
                 t = t.filter(pa.array(mask))
                 yield pa.table({"k": t.column("uid"), "sh": _as_sets(t.column("sh"))})
 
 
-def _stream(path: str, columns: list[str] | None):
-    """A Parquet file as tables of about ``_MAX_CHUNK_BYTES`` each (never the whole file)."""
-    pf = pq.ParquetFile(path)
-    md = pf.metadata
-    if md.num_rows == 0:
-        return
-    size = sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
-    rows = int(max(64, _MAX_CHUNK_BYTES * md.num_rows // max(size, 1)))
-    for rb in pf.iter_batches(batch_size=rows, columns=columns):
-        if rb.num_rows:
-            yield pa.Table.from_batches([rb])
+def _chunks(path: str, columns: list[str] | None):
+    return iter_file_chunks(path, columns, _MAX_CHUNK_BYTES)
 
 
 def _split_sets(t: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -607,7 +568,7 @@ class _MetaMap:
 
     def _meta(self, tag: str, path: str):
         cols = ["uid", "id"] + (["kv"] if tag == "M" else []) + (["sh"] if self.with_sets else [])
-        for t in _stream(path, cols):
+        for t in _chunks(path, cols):
             data = {"k": t.column("uid"), "id": t.column("id")}
             if tag == "M":
                 data["kv"] = t.column("kv")
@@ -848,20 +809,11 @@ class _IndexWriter:
         name = Path(path).stem.replace("sig-", "")
         b_rel = f"v{self.version:05d}/bands-{name}.parquet"
         s_rel = f"v{self.version:05d}/sets-{name}.parquet"
-        writers: dict[str, tuple[pq.ParquetWriter, Path, Path]] = {}
+        root = Path(self.out_dir)
         docs = 0
-
-        def write(rel: str, t: pa.Table) -> None:
-            if rel not in writers:
-                dst = Path(self.out_dir) / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dst.with_name(dst.name + ".tmp")
-                comp, dic = _raw_columns(t.schema)
-                writers[rel] = (pq.ParquetWriter(tmp, t.schema, compression=comp, use_dictionary=dic), tmp, dst)
-            writers[rel][0].write_table(t)
-
-        try:  # streamed: one chunk of the signature file in memory at a time
-            for t in _stream(path, None):
+        out: dict[str, Any] = {}
+        with ParquetParts(dictionary=False) as files:  # streamed: one chunk in memory at a time
+            for t in _chunks(path, None):
                 if len(removed):
                     u = _np(t, "uid")
                     pos = np.minimum(np.searchsorted(removed, u), len(removed) - 1)
@@ -870,17 +822,13 @@ class _IndexWriter:
                     continue
                 docs += t.num_rows
                 uid = pa.array(_index_uid(t.column("id").to_pylist(), self.version), pa.int64())
-                write(b_rel, pa.table({"uid": uid, "id": t.column("id"), "n": t.column("n"),
-                                       **{_bcol(j): t.column(_bcol(j)) for j in range(self.bands)}}))
+                files.write(root / b_rel, pa.table({"uid": uid, "id": t.column("id"), "n": t.column("n"),
+                                                    **{_bcol(j): t.column(_bcol(j)) for j in range(self.bands)}}))
+                out["bands"] = b_rel
                 if "sh" in t.column_names:
-                    write(s_rel, pa.table({"uid": uid, "id": t.column("id"), "sh": t.column("sh")}))
-        finally:
-            for w, _tmp, _dst in writers.values():
-                w.close()
-        out: dict[str, Any] = {"docs": docs}
-        for rel, (_w, tmp, dst) in writers.items():
-            tmp.replace(dst)
-            out["bands" if rel == b_rel else "sets"] = rel
+                    files.write(root / s_rel, pa.table({"uid": uid, "id": t.column("id"), "sh": t.column("sh")}))
+                    out["sets"] = s_rel
+        out["docs"] = docs
         sig_schema = pq.read_schema(path)
         for key, rel, cols in (("bands", b_rel, ["uid", "id", "n"] + [_bcol(j) for j in range(self.bands)]),
                                ("sets", s_rel, ["uid", "id", "sh"])):
@@ -1182,7 +1130,7 @@ class _Clock:
 
 class _Passthrough:
     def __call__(self, path: str):
-        return _stream(path, None)
+        return _chunks(path, None)
 
 
 def _count(files: list[str]) -> int:
