@@ -28,6 +28,7 @@ import psutil
 
 from api import store as st
 from api.config import Config
+from api.periodic import Periodic
 
 log = logging.getLogger("curate.api")
 
@@ -109,7 +110,7 @@ def clear_incomplete(job_dir: Path, outputs: dict) -> None:
         (t / INCOMPLETE).unlink(missing_ok=True)
 
 
-class Supervisor:
+class Supervisor(Periodic):
     """Launches, watches, cancels and reconciles job drivers."""
 
     def __init__(
@@ -127,28 +128,18 @@ class Supervisor:
         self.on_finish = on_finish
         self.handles: dict[str, Handle] = {}
         self.lock = threading.RLock()
-        self._stop = threading.Event()
         self._tick_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._init_periodic()
 
     # -- lifecycle ---------------------------------------------------------------------
+    _thread_name = "curate-supervisor"
+
+    def _interval(self) -> float:
+        return self.cfg.poll_s
+
     def start(self) -> None:
         self.reconcile()
-        self._thread = threading.Thread(target=self._loop, name="curate-supervisor", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # pragma: no cover - keep supervising whatever happens
-                log.exception("supervisor tick failed")
-            self._stop.wait(self.cfg.poll_s)
+        super().start()
 
     # -- reconciliation ------------------------------------------------------------------
     def reconcile(self) -> None:

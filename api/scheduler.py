@@ -33,6 +33,7 @@ import xxhash
 from croniter import croniter
 
 from api import store as st
+from api.periodic import Periodic
 
 if TYPE_CHECKING:  # pragma: no cover
     from api.service import Service
@@ -98,33 +99,20 @@ def output_path(template: str, run: int) -> str:
     return template.rstrip("/") + f"/run-{run:05d}"
 
 
-class Scheduler:
+class Scheduler(Periodic):
     """Fires due schedules; a background thread calls :meth:`tick` every second."""
 
     def __init__(self, service: Service, clock: Callable[[], float] = time.time):
         self.svc = service
         self.store = service.store
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._init_periodic()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="curate-scheduler", daemon=True)
-        self._thread.start()
+    _thread_name = "curate-scheduler"
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # pragma: no cover - keep scheduling whatever happens
-                log.exception("scheduler tick failed")
-            self._stop.wait(self.svc.cfg.scheduler_poll_s)
+    def _interval(self) -> float:
+        return self.svc.cfg.scheduler_poll_s
 
     # -- CRUD ------------------------------------------------------------------------------
     def create(self, name: str, cron: str, template: dict) -> dict:
