@@ -75,11 +75,11 @@ def _fail(resp: Any) -> None:
 
 def absolutize_spec_paths(spec: dict, base: Path) -> dict:
     """Make relative input/output paths absolute against ``base`` (loopback servers only)."""
-    from api.security import _set, spec_paths
+    from curate.spec_paths import set_spec_value, spec_paths
 
-    for _, value, keys, _ in list(spec_paths(spec)):
-        if "://" not in value and not os.path.isabs(value):
-            _set(spec, keys, str((base / value).resolve()))
+    for p in list(spec_paths(spec)):
+        if "://" not in p.value and not os.path.isabs(p.value):
+            set_spec_value(spec, p.keys, str((base / p.value).resolve()))
     return spec
 
 

@@ -1,7 +1,8 @@
-"""Security: bearer tokens on mutating routes and the data-root sandbox for spec paths.
+"""Security: bearer tokens and the data-root sandbox for spec paths.
 
-Every path a spec names (input paths, output paths and stage parameters that name files
-or directories) must lie under one of ``CURATE_DATA_ROOTS``. Local paths are checked
+Every path a spec names (input paths, output paths and every path-typed stage parameter,
+found from the stages' ``Params`` schemas by :func:`curate.spec_paths.spec_paths`) must
+lie under one of ``CURATE_DATA_ROOTS``. Local paths are checked
 after resolving symlinks and ``..`` (``os.path.realpath``), and a local input glob is
 expanded and every match checked too, so a symlink inside a root that points outside is
 refused. Object-store URIs (``s3://bucket/prefix``) must not contain ``..`` segments and
@@ -14,14 +15,11 @@ import glob as globlib
 import hmac
 import os
 import posixpath
-import re
-from collections.abc import Iterator
-from typing import Any
 
 from fastapi import HTTPException, Request
 
-# Stage parameters whose string values are paths (checked and resolved like inputs).
-PATH_PARAM = re.compile(r"(^|_)(path|paths|dir|index|file|files|model|uri)$")
+from curate.spec_paths import set_spec_value, spec_paths
+
 MAX_GLOB_CHECK = 100_000
 
 
@@ -119,60 +117,14 @@ def check_path(path: str, roots: list[str], where: str, expand: bool = False) ->
                 raise PathNotAllowed(where, path, f"matches '{m}', which resolves outside the data roots")
 
 
-def spec_paths(spec: dict) -> Iterator[tuple[str, str, tuple, bool]]:
-    """Every path-valued field of a spec dict: (where, value, key path, is_input)."""
-    inputs, outputs, nodes = spec.get("inputs"), spec.get("outputs"), spec.get("nodes")
-    for name, inp in inputs.items() if isinstance(inputs, dict) else ():
-        if isinstance(inp, dict):
-            p = inp.get("path")
-            if isinstance(p, str):
-                yield f"inputs.{name}.path", p, ("inputs", name, "path"), True
-            elif isinstance(p, list):
-                for i, x in enumerate(p):
-                    if isinstance(x, str):
-                        yield f"inputs.{name}.path[{i}]", x, ("inputs", name, "path", i), True
-    for name, out in outputs.items() if isinstance(outputs, dict) else ():
-        if isinstance(out, dict) and isinstance(out.get("path"), str):
-            yield f"outputs.{name}.path", out["path"], ("outputs", name, "path"), False
-    for i, node in enumerate(nodes if isinstance(nodes, list) else ()):
-        if not isinstance(node, dict) or not isinstance(node.get("params"), dict):
-            continue
-        nid = node.get("id", i)
-        for k, v in node["params"].items():
-            if not isinstance(k, str) or not PATH_PARAM.search(k):
-                continue
-            if isinstance(v, str) and _looks_like_path(v):
-                yield f"nodes.{nid}.params.{k}", v, ("nodes", i, "params", k), False
-            elif isinstance(v, list):
-                for j, x in enumerate(v):
-                    if isinstance(x, str) and _looks_like_path(x):
-                        yield f"nodes.{nid}.params.{k}[{j}]", x, ("nodes", i, "params", k, j), False
-
-
-def _looks_like_path(v: str) -> bool:
-    """Parameter values are treated as paths only when they look like one."""
-    return (
-        "/" in v
-        or "://" in v
-        or v.startswith((".", "~"))
-        or v.endswith((".bin", ".parquet", ".json", ".arpa"))
-    )
-
-
-def _set(d: Any, keys: tuple, value: Any) -> None:
-    for k in keys[:-1]:
-        d = d[k]
-    d[keys[-1]] = value
-
-
 def sandbox_spec(spec: dict, roots: list[str], base_dir: str) -> dict:
     """Resolve relative paths in ``spec`` (in place) and check all of them against ``roots``.
 
     Raises :class:`PathNotAllowed` for the first path outside the roots.
     """
-    for where, value, keys, is_input in list(spec_paths(spec)):
-        absolute = resolve(value, base_dir)
-        check_path(absolute, roots, where, expand=is_input)
-        if absolute != value:
-            _set(spec, keys, absolute)
+    for p in list(spec_paths(spec)):
+        absolute = resolve(p.value, base_dir)
+        check_path(absolute, roots, p.where, expand=p.kind.glob)
+        if absolute != p.value:
+            set_spec_value(spec, p.keys, absolute)
     return spec

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from curate import mixing
 from curate.lineage import explain
-from curate.stage import FitContext, LocalTaskRunner, ShardSet
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
 from curate.stages.mix import Mix
 
 SHARES = {"web": 0.80, "code": 0.15, "books": 0.05}

@@ -38,7 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 # isort: on
 
-from curate.stage import FitContext, ShardSet, TaskRunner, ThreadTaskRunner
+from curate.fit import FitContext, ShardSet, TaskRunner
+from workers.task_runners import ThreadTaskRunner
 
 
 class PoolRunner(TaskRunner):

@@ -77,7 +77,7 @@ def _docs(data: str | None, n: int, size: int = 2048) -> list[str]:
 
 
 def bench_dsir(docs: list[str], ref_docs: int) -> dict:
-    from curate.stage import FitContext, LocalTaskRunner, ShardSet
+    from curate.fit import FitContext, LocalTaskRunner, ShardSet
     from curate.stages.dsir import DsirResample
     from curate.text import dsir as D
 

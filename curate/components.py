@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:  # pragma: no cover
-    from curate.stage import FitContext
+    from curate.fit import FitContext
 
 EDGE_SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.int64())])
 
@@ -172,7 +172,7 @@ def connected_components(
 
 def write_edges(path: str | Path, a: np.ndarray, b: np.ndarray) -> str:
     """Write an edge file (helper for callers and tests)."""
-    from curate.stage import write_parquet_atomic
+    from curate.parquet_io import write_parquet_atomic
 
     write_parquet_atomic(path, pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())}))
     return str(path)

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from curate import schema
 from curate.jobdata import JobData
-from curate.stage import write_json_atomic
+from curate.parquet_io import write_json_atomic
 
 SCORE_COLUMNS = (schema.QUALITY, schema.PERPLEXITY, schema.DSIR_LOGW)
 HIST_BINS = 60

@@ -36,6 +36,19 @@ EMPTY_TEXT = "empty_text"
 TOO_LONG = "too_long"
 INVALID_UTF8 = "invalid_utf8"
 NULL_ID = "null_id"  # a user-supplied id column holds a null
+INGEST_REASONS = {
+    NULL_TEXT: "the text is null",
+    EMPTY_TEXT: "the text is empty or only whitespace",
+    TOO_LONG: "the text is longer than settings.max_doc_bytes",
+    INVALID_UTF8: "the text is not valid UTF-8",
+    NULL_ID: "a user-supplied id column holds a null",
+}
+
+# Rows a stage adds as copies of a kept document (upsampling) carry the original's id in
+# SOURCE_ID and their copy number (>= 1) in COPY_INDEX; the original row has COPY_INDEX 0.
+# Readers that count documents (the report) skip rows with COPY_INDEX > 0.
+SOURCE_ID = "source_id"
+COPY_INDEX = "mix_copy"
 
 # Columns the ingest step guarantees downstream.
 INGEST_COLUMNS = frozenset({ID})

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.stage import ParquetParts, parquet_settings, write_parquet_atomic
+from curate.parquet_io import ParquetParts, parquet_settings, write_parquet_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
-    from curate.stage import FitContext
+    from curate.fit import FitContext
 
 
 def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:

@@ -20,17 +20,18 @@ pytestmark = pytest.mark.ray
 
 
 def test_stage_apply_on_ray_dataset(tmp_path, ray_local):
-    import curate
+    import workers
+    from curate.stages import ExactDedup, LengthFilter
 
     write_corpus(tmp_path / "in")
-    ds = curate.read_corpus(str(tmp_path / "in/*.parquet"))
+    ds = workers.read_corpus(str(tmp_path / "in/*.parquet"))
     assert ds.count() == 174  # 180 minus 3 null and 3 blank
-    kept = curate.stages.LengthFilter(min_words=5).apply(ds)
+    kept = workers.apply(LengthFilter(min_words=5), ds)
     assert kept.count() == 171
-    annotated = curate.stages.LengthFilter(min_words=5).apply(ds, rejects="keep")
+    annotated = workers.apply(LengthFilter(min_words=5), ds, rejects="keep")
     rows = annotated.filter(lambda r: r["reason"] is not None).take_all()
     assert len(rows) == 3 and {r["reason"] for r in rows} == {"too_few_words"}
-    dd = curate.stages.ExactDedup().apply(kept, work_dir=str(tmp_path / "dd"))
+    dd = workers.apply(ExactDedup(), kept, work_dir=str(tmp_path / "dd"))
     assert dd.count() == 166
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from curate.registry import catalogue
-from curate.stage import FitContext, LocalTaskRunner, ShardSet
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
 from curate.stages.basic import LengthFilter, Sample, ThresholdFilter, Union
 from curate.stages.exact_dedup import ExactDedup
 
@@ -108,7 +108,7 @@ def _group_sum(t):
 def test_shuffle_streamed_map_and_threads(tmp_path):
     """A shuffle whose map yields chunks gives the same groups as one table per source,
     on threads and in order; the thread runner returns results in item order."""
-    from curate.stage import ThreadTaskRunner
+    from workers.task_runners import ThreadTaskRunner
 
     rng = np.random.default_rng(0)
     files = []
@@ -144,7 +144,7 @@ def test_local_executor_fit_threads(monkeypatch):
     release_memory is safe to call at any time."""
     import os
 
-    from curate.stage import ThreadTaskRunner, release_memory
+    from workers.task_runners import ThreadTaskRunner, release_memory
     from workers.local import LocalExecutor
 
     monkeypatch.setenv("CURATE_FIT_THREADS", "3")
@@ -159,7 +159,7 @@ def test_local_executor_fit_threads(monkeypatch):
 
 def test_parquet_parts_commit_and_abort(tmp_path):
     """Files appear only on commit (all row groups in them); an error leaves nothing."""
-    from curate.stage import ParquetParts
+    from curate.parquet_io import ParquetParts
 
     t = pa.table({"k": [1, 2], "sh": pa.array([b"\x00" * 8, b"\x01" * 16], pa.large_binary())})
     with ParquetParts() as parts:

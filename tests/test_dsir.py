@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from curate.stage import FitContext, LocalTaskRunner, ShardSet, StageError
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
+from curate.stage import StageError
 from curate.stages.dsir import DsirResample, target_is_path
 from curate.text import dsir as D
 

@@ -9,7 +9,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_cc
 
 from curate.components import connected_components, write_edges
-from curate.stage import FitContext, LocalTaskRunner
+from curate.fit import FitContext, LocalTaskRunner
 
 
 def _ctx(tmp_path):

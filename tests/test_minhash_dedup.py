@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from curate.stage import FitContext, LocalTaskRunner, ShardSet, StageError
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
+from curate.stage import StageError
 from curate.stages.minhash_dedup import MinHashDedup
 from curate.testing.neardup import exact_pairs, make_corpus, score_removals
 
@@ -261,7 +262,7 @@ def test_threaded_fit_and_small_partitions_give_the_same_decisions(tmp_path, cor
     """Fit tasks on threads, and set-carrying shuffles split into many small partitions
     (bounded reducer memory), change nothing in the result."""
     import curate.stages.minhash_dedup as mod
-    from curate.stage import ThreadTaskRunner
+    from workers.task_runners import ThreadTaskRunner
 
     files = _write(tmp_path, corpus.table().slice(0, 600), 3)
     params = {"verify_jaccard": 0.8, "verify_split": "coverage"}

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from curate.stage import FitContext, LocalTaskRunner, ShardSet
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
 from curate.stages.mix import MIX_NOT_SAMPLED, Mix
 
 SIZES = {"web": 4000, "code": 600, "books": 60}  # very different domain sizes

@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from curate.lm import train_lm
-from curate.stage import FitContext, LocalTaskRunner, ShardSet, StageError
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
+from curate.stage import StageError
 from curate.stages.perplexity import PerplexityFilter, PerplexityScore, percentile_from_hist
 from curate.testing import textgen
 from tests.test_ccnet import BIGRAM_ARPA

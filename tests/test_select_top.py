@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 import curate.stages.select_top as st
-from curate.stage import FitContext, LocalTaskRunner, ShardSet, StageError
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
+from curate.stage import StageError
 from curate.stages.select_top import SelectTop, best_first_keys, float_order_keys, key_to_score
 from curate.util import id_hashes
 

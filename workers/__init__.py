@@ -1,4 +1,13 @@
-"""Execution backends for curate pipelines (local in-process, and Ray)."""
+"""Execution backends for curate pipelines (local in-process, and Ray), and the API for
+ad hoc Ray scripts::
+
+    import workers
+    from curate.stages import LengthFilter
+
+    ds = workers.read_corpus("s3://bucket/crawl/*.parquet")   # stable ids, bad docs quarantined
+    ds = workers.apply(LengthFilter(min_words=50), ds)        # any stage on a ray.data.Dataset
+    result = workers.run_pipeline("pipelines/quickstart.yaml", executor="ray", ray_address="auto")
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,22 @@ from typing import Any
 
 from workers.runner import Job, JobFailed, JobResult, LedgerError, ProgressFn, read_output
 
-__all__ = ["run_pipeline", "JobResult", "JobFailed", "LedgerError", "read_output", "make_executor"]
+__all__ = ["apply", "run_pipeline", "read_corpus", "JobResult", "JobFailed", "LedgerError", "read_output",
+           "make_executor"]
+
+
+def apply(stage: Any, ds: Any, **kwargs: Any) -> Any:
+    """Apply a stage to a ``ray.data.Dataset`` (see :func:`workers.ray_api.apply`)."""
+    from workers.ray_api import apply as _apply
+
+    return _apply(stage, ds, **kwargs)
+
+
+def read_corpus(path: Any, **kwargs: Any) -> Any:
+    """Read Parquet as a Ray dataset with curate's stable ids (see :func:`workers.ray_api.read_corpus`)."""
+    from workers.ray_api import read_corpus as _read
+
+    return _read(path, **kwargs)
 
 
 def make_executor(executor: str = "local", ray_address: str | None = None):

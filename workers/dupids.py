@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.spec import resolve_input_files
-from curate.stage import FitContext
+from curate.fit import FitContext
 from curate.util import id_hashes
 
 if TYPE_CHECKING:  # pragma: no cover

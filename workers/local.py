@@ -6,7 +6,8 @@ from typing import Callable
 
 import os
 
-from curate.stage import TaskRunner, ThreadTaskRunner
+from curate.fit import TaskRunner
+from workers.task_runners import ThreadTaskRunner
 from workers.runner import Executor
 
 

@@ -1,9 +1,11 @@
 """curate stages on your own ``ray.data.Dataset`` (for ad hoc Ray scripts).
 
-    import ray, curate
-    ds = curate.read_corpus("s3://bucket/corpus/*.parquet")      # stable ids, quarantine
-    ds = curate.stages.LengthFilter(min_words=50).apply(ds)
-    ds = curate.stages.ExactDedup().apply(ds, work_dir="/tmp/dd") # barriers fit first
+    from curate.stages import ExactDedup, LengthFilter
+    from workers.ray_api import apply, read_corpus
+
+    ds = read_corpus("s3://bucket/corpus/*.parquet")              # stable ids, quarantine
+    ds = apply(LengthFilter(min_words=50), ds)
+    ds = apply(ExactDedup(), ds, work_dir="/tmp/dd")              # barriers fit first
     ds.write_parquet("out/")
 
 Map stages become ``map_batches(batch_format="pyarrow")`` (an actor pool for stages that
@@ -23,19 +25,21 @@ from typing import Any
 import pyarrow as pa
 
 from curate import schema
-from curate.stage import BarrierStage, FitContext, MapResult, ShardSet, Stage
+from curate.fit import FitContext, ShardSet
+from curate.stage import BarrierStage, MapResult, Stage
 
 
 class _Apply:
     """map_batches UDF: runs one stage on a batch; annotate or drop rejects."""
 
     def __init__(self, stage: Stage, state: dict | None, keep_rejects: bool):
-        self.stage, self.state, self.keep_rejects = stage, state, keep_rejects
+        self.stage, self.keep_rejects = stage, keep_rejects
         self.stage.ensure_setup()
+        self.loaded = stage.load(state or {}) if isinstance(stage, BarrierStage) else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if isinstance(self.stage, BarrierStage):
-            res: MapResult = self.stage.apply(batch, self.state or {})
+            res: MapResult = self.stage.process(batch, self.loaded)
         else:
             res = self.stage.process(batch)
         if not self.keep_rejects:
@@ -53,7 +57,7 @@ class _Apply:
         return pa.concat_tables([kept, rej], promote_options="permissive")
 
 
-def apply_stage(
+def apply(
     stage: Stage,
     ds: Any,
     *,
@@ -72,7 +76,8 @@ def apply_stage(
     if rejects not in ("drop", "keep"):
         raise ValueError("rejects must be 'drop' or 'keep'")
     if schema.ID not in ds.schema().names:
-        raise ValueError("the dataset has no 'id' column: read it with curate.read_corpus() or add stable ids first")
+        raise ValueError("the dataset has no 'id' column: read it with workers.ray_api.read_corpus() or add "
+                         "stable ids first")
     state = None
     if isinstance(stage, BarrierStage):
         wd = Path(work_dir or tempfile.mkdtemp(prefix=f"curate-{stage.name}-"))

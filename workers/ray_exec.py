@@ -23,7 +23,9 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
-from curate.stage import StageError, TaskRunner, release_memory
+from curate.fit import TaskRunner
+from curate.stage import StageError
+from workers.task_runners import release_memory
 from workers.ingest import ShardError
 from workers.runner import Executor, JobFailed
 

@@ -8,6 +8,7 @@ Everything else (resume, the ledger, stats, the report) is the same for both.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import traceback
@@ -23,7 +24,9 @@ import curate
 from curate import schema
 from curate.plan import Plan, Step, make_plan
 from curate.spec import PipelineSpec, SpecError, build_stage, validate_spec
-from curate.stage import FitContext, ShardSet, StageError, TaskRunner, write_json_atomic
+from curate.fit import FitContext, ShardSet, TaskRunner
+from curate.parquet_io import write_json_atomic
+from curate.stage import StageError
 from workers.ingest import Shard, ShardError, list_input_shards
 
 
@@ -224,9 +227,9 @@ class Job:
         shards = self._source_shards(step, shards_by_input)
         fp = self._step_fingerprint(step, shards)
         self.fingerprints[step.id] = fp
-        state = None
+        state, token = None, ""
         if step.barrier:
-            state = self._fit(step, fp)
+            state, token = self._fit(step, fp)
         out_dir = self.node_dirs[step.output]
         text_col = self.text_cols.get(step.output, schema.TEXT)
         cfg = {
@@ -236,6 +239,7 @@ class Job:
             "barrier": step.barrier,
             "chain": step.chain,
             "state": state,
+            "state_token": token,
             "seed": self.spec.seed,
             "text_column": text_col,
             "inputs": {k: v.model_dump(mode="json") for k, v in self.spec.inputs.items()},
@@ -318,7 +322,8 @@ class Job:
                 out[nid] = rs
         return out
 
-    def _fit(self, step: Step, fp: str) -> dict[str, Any]:
+    def _fit(self, step: Step, fp: str) -> tuple[dict[str, Any], str]:
+        """Fit the step's barrier (or reuse its state on resume): (state, fit token)."""
         nid = step.barrier
         assert nid is not None
         state_dir = self.job_dir / "state" / nid
@@ -327,7 +332,7 @@ class Job:
             rec = json.loads(sfile.read_text())
             if rec.get("fingerprint") == fp:
                 self._record_fit(nid, rec["state"], rec.get("warnings", []), rec.get("fit_wall_s", 0.0))
-                return rec["state"]
+                return rec["state"], rec.get("token") or fp
         shutil.rmtree(state_dir, ignore_errors=True)
         state_dir.mkdir(parents=True, exist_ok=True)
         node = self.spec.node(nid)
@@ -358,10 +363,13 @@ class Job:
                 close()
         wall = time.perf_counter() - t0
         shutil.rmtree(self.job_dir / "_scratch" / nid, ignore_errors=True)
-        write_json_atomic(sfile, {"fingerprint": fp, "state": state, "warnings": ctx.warnings, "fit_wall_s": wall})
+        # a fresh token per fit: workers cache what load(state) made under it
+        token = xxhash.xxh3_64_hexdigest(f"{fp}/{time.time_ns()}/{os.getpid()}".encode())
+        write_json_atomic(sfile, {"fingerprint": fp, "token": token, "state": state, "warnings": ctx.warnings,
+                                  "fit_wall_s": wall})
         self._record_fit(nid, state, ctx.warnings, wall)
         self._report_progress(f"fit:{nid}", 1, 1)
-        return state
+        return state, token
 
     def _record_fit(self, nid: str, state: dict, warnings: list[str], wall: float) -> None:
         ns = self.node_stats.setdefault(nid, {})

@@ -19,9 +19,11 @@ import pyarrow.parquet as pq
 
 from curate import schema
 from curate.spec import InputSpec, NodeSpec, build_stage
-from curate.stage import MapResult, StageError, iter_file_batches, write_json_atomic
+from curate.parquet_io import iter_file_batches, write_json_atomic
+from curate.stage import MapResult, StageError
 from curate.text.normalize import utf8_bytes
 from workers.ingest import Shard, ShardError, read_shard
+from workers.state_cache import loaded_state
 
 
 class NodeCounter:
@@ -153,6 +155,8 @@ class ShardTask:
         t0, c0 = time.perf_counter(), time.process_time()
         skipped = None
 
+        allowed = self._allowed_reasons(shard)
+
         def rejw(node: str) -> _Writer:
             if node not in writers:
                 writers[node] = _Writer(rej_root / node / f"part-{key}.parquet")
@@ -164,12 +168,8 @@ class ShardTask:
             c.docs_in += batch.num_rows
             c.bytes_in += utf8_bytes(batch.column(tc)) if tc in batch.column_names else 0
             kept = res.kept
-            if "mix_copy" in kept.column_names and "mix_copy" not in batch.column_names:
-                originals = pc.sum(pc.equal(kept.column("mix_copy"), 0)).as_py() or 0
-                c.copies_added += kept.num_rows - originals
-                c.kept += originals
-            else:
-                c.kept += kept.num_rows
+            c.copies_added += res.copies_added
+            c.kept += kept.num_rows - res.copies_added
             c.bytes_kept += utf8_bytes(kept.column(tc)) if tc in kept.column_names else 0
             c.wall_s += dt
             c.cpu_s += dc
@@ -178,6 +178,9 @@ class ShardTask:
                 c.rejected += r.num_rows
                 c.bytes_rejected += utf8_bytes(r.column(tc)) if tc in r.column_names else 0
                 for reason, n in zip(*_value_counts(r.column(schema.REASON))):
+                    if reason not in allowed[node]:
+                        raise StageError(f"node '{node}' rejected rows with reason {reason!r}, which its stage "
+                                         f"does not declare (declared: {sorted(allowed[node])})")
                     c.reasons[reason] = c.reasons.get(reason, 0) + n
                 r = r.append_column(schema.STAGE, pa.array([node] * r.num_rows, pa.string()))
                 rejw(node).write(r)
@@ -226,14 +229,21 @@ class ShardTask:
         write_json_atomic(Path(cfg["job_dir"]) / "_done" / cfg["step_id"] / f"{key}.json", result)
         return result
 
+    def _allowed_reasons(self, shard: dict[str, Any]) -> dict[str, set[str]]:
+        out = {shard["input"]: set(schema.INGEST_REASONS)} if shard.get("input") else {}
+        for st in ([self._barrier] if self._barrier else []) + list(self._stages or []):
+            out[st.node_id] = set(st.reasons())
+        return out
+
     def _node_ids(self, shard: dict[str, Any]) -> list[str]:
         ids = [shard["input"]] if shard.get("input") else []
         return ids + ([self.cfg["barrier"]] if self.cfg.get("barrier") else []) + list(self.cfg["chain"])
 
     def _pipeline(self):
         if self._barrier is not None:
-            b, state = self._barrier, self.cfg["state"]
-            yield b, (lambda t: b.apply(t, state))
+            b = self._barrier
+            loaded = loaded_state(b, self.cfg["state_token"], self.cfg["state"])
+            yield b, (lambda t: b.process(t, loaded))
         for st in self._stages or []:
             yield st, st.process
 

@@ -105,7 +105,8 @@ def label(
     import pyarrow.parquet as pq
 
     from curate.preselect import label_documents
-    from curate.stage import StageError, write_json_atomic, write_parquet_atomic
+    from curate.parquet_io import write_json_atomic, write_parquet_atomic
+    from curate.stage import StageError
 
     if negatives not in ("lowest", "hard"):
         fail(f"--negatives must be lowest or hard, got {negatives!r}")

@@ -34,7 +34,8 @@ import xxhash
 
 from curate import schema
 from curate.preselect.label import LOSS_PREFIX, META_KEY
-from curate.stage import StageError, write_json_atomic
+from curate.parquet_io import write_json_atomic
+from curate.stage import StageError
 from curate.util import file_digest
 
 LOG2_10 = math.log2(10.0)

@@ -35,7 +35,8 @@ from curate import schema
 from curate.preselect.ftmodel import label_probability, model_digest, prepare_lines
 from curate.preselect.label import derive_seed
 from curate.preselect.metrics import accuracy, roc_auc
-from curate.stage import StageError, write_json_atomic
+from curate.parquet_io import write_json_atomic
+from curate.stage import StageError
 from curate.util import id_hashes
 
 

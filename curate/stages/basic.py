@@ -42,6 +42,12 @@ class LengthFilter(MapStage):
 
     name = "length_filter"
     Params = LengthFilterParams
+    reject_reasons = {
+        "too_short_chars": "fewer characters than min_chars",
+        "too_long_chars": "more characters than max_chars",
+        "too_few_words": "fewer whitespace words than min_words",
+        "too_many_words": "more whitespace words than max_words",
+    }
 
     def process(self, batch: pa.Table) -> MapResult:
         p = self.params
@@ -79,6 +85,7 @@ class Sample(MapStage):
 
     name = "sample"
     Params = SampleParams
+    reject_reasons = {"not_sampled": "not in the seeded random fraction"}
 
     def process(self, batch: pa.Table) -> MapResult:
         u = uniform_from_ids(batch.column(schema.ID), self.seed)
@@ -110,6 +117,7 @@ class ThresholdFilter(MapStage):
 
     name = "threshold_filter"
     Params = ThresholdFilterParams
+    reject_reasons = {"threshold": "the value fails the comparison", "null_value": "the value is null"}
 
     def required_columns(self) -> set[str]:
         return {self.params.column}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,9 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from curate import schema
-from curate.stage import BarrierStage, FitContext, MapResult, ShardSet, StageError, StageParams, split_batch
+from curate.fit import FitContext, ShardSet
+from curate.params import Annotated, PathParam
+from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
 from curate.text import dsir as D
 
 NOT_SELECTED = "dsir_not_selected"
@@ -36,7 +39,7 @@ TOO_FEW_TOKENS = "too_few_tokens"
 
 
 class DsirParams(StageParams):
-    target: str = Field(
+    target: Annotated[str, PathParam("read", glob=True, node_ref=True)] = Field(
         description=(
             "Target set: a Parquet path or glob (anything containing '/', '*', '?', '[' or ending "
             "in '.parquet'), target counts fitted offline with `curate dsir fit` (a '.npz' file), "
@@ -258,6 +261,16 @@ def load_target_counts(path: str | Path, num_buckets: int, ngrams: int) -> dict:
 # ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """What ``process`` uses: a featurizer (its caches are per thread), the fitted
+    log-weight difference per bucket (None for an empty pool) and the fit state."""
+
+    featurizer: D.HashedNgramFeaturizer
+    log_diff: np.ndarray | None
+    state: dict[str, Any]
+
+
 class DsirResample(BarrierStage):
     """DSIR importance resampling toward a target set (hashed uni+bigram features).
 
@@ -273,11 +286,10 @@ class DsirResample(BarrierStage):
 
     name = "dsir_resample"
     Params = DsirParams
-
-    def __init__(self, params: Any = None, /, **kwargs: Any) -> None:
-        super().__init__(params, **kwargs)
-        self._log_diff_cache: tuple[str, np.ndarray] | None = None
-        self._fz: D.HashedNgramFeaturizer | None = None
+    reject_reasons = {
+        NOT_SELECTED: "not drawn by importance resampling",
+        TOO_FEW_TOKENS: "fewer tokens than min_tokens (short_docs: reject)",
+    }
 
     def provided_columns(self) -> set[str]:
         return {schema.DSIR_LOGW}
@@ -285,12 +297,6 @@ class DsirResample(BarrierStage):
     def extra_inputs(self) -> list[str]:
         t = self.params.target
         return [] if target_is_path(t) else [t]
-
-    def __getstate__(self) -> dict:
-        d = dict(self.__dict__)
-        d["_log_diff_cache"] = None
-        d["_fz"] = None
-        return d
 
     # -- fit -----------------------------------------------------------------------------
     def _target_shards(self, inputs: dict[str, ShardSet]) -> tuple[ShardSet, str]:
@@ -424,29 +430,28 @@ class DsirResample(BarrierStage):
         return state
 
     # -- apply ---------------------------------------------------------------------------
-    def _load_log_diff(self, path: str) -> np.ndarray:
-        if self._log_diff_cache is None or self._log_diff_cache[0] != path:
-            try:
-                ld = np.load(path)
-            except Exception as e:  # noqa: BLE001
-                raise StageError(f"dsir_resample: cannot read fitted weights {path}: {e}") from e
-            self._log_diff_cache = (path, ld)
-        return self._log_diff_cache[1]
+    def load(self, state: dict[str, Any]) -> _Fitted:
+        fz = D.HashedNgramFeaturizer(self.params.num_buckets, self.params.ngrams)
+        if state.get("empty_pool") or state.get("log_diff") is None:
+            return _Fitted(fz, None, state)
+        try:
+            return _Fitted(fz, np.load(state["log_diff"]), state)
+        except Exception as e:  # noqa: BLE001
+            raise StageError(f"dsir_resample: cannot read fitted weights {state['log_diff']}: {e}") from e
 
-    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
+    def process(self, batch: pa.Table, fitted: _Fitted) -> MapResult:
         p = self.params
         n = batch.num_rows
-        if self._fz is None:
-            self._fz = D.HashedNgramFeaturizer(p.num_buckets, p.ngrams)
+        fz, state = fitted.featurizer, fitted.state
         text = _text(batch, self.text_column)
-        if state.get("empty_pool") or state.get("log_diff") is None:
+        if fitted.log_diff is None:
             logw = np.zeros(n)
-            ntok = self._fz.counts(text)[1] if n else np.zeros(0, dtype=np.int64)
+            ntok = fz.counts(text)[1] if n else np.zeros(0, dtype=np.int64)
             sel = np.zeros(n, dtype=bool)
         else:
             if schema.ID not in batch.column_names:
                 raise StageError("dsir_resample: batches need an 'id' column")
-            logw, ntok, _ = self._fz.score(text, self._load_log_diff(state["log_diff"]))
+            logw, ntok, _ = fz.score(text, fitted.log_diff)
             ids = batch.column(schema.ID).to_pylist()
             sel = _selected(ids, logw, ntok, state, p.min_tokens, p.top_k)
         short = ntok < p.min_tokens

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +11,9 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from curate import schema
-from curate.stage import BarrierStage, FitContext, MapResult, ShardSet, StageParams, iter_file_batches, split_batch
+from curate.fit import FitContext, ShardSet
+from curate.parquet_io import iter_file_batches
+from curate.stage import BarrierStage, MapResult, StageParams, split_batch
 from curate.text.normalize import text_hashes
 from curate.util import id_hashes
 
@@ -64,21 +64,6 @@ def _reduce_dups(table: pa.Table) -> pa.Table | None:
     )
 
 
-def _load_drops(files: tuple[str, ...]) -> "_Drops":
-    """Dropped id -> kept id; loaded once per worker per fitted state.
-
-    The cache key includes each file's size, mtime and inode: a refit in the same job
-    directory rewrites the same file names, and a long-lived worker must not reuse the
-    previous fit's drops.
-    """
-    return _load_drops_cached(tuple((f, *_file_identity(f)) for f in files))
-
-
-def _file_identity(path: str) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
 class _Drops:
     """Dropped ids as a sorted uint64 hash array plus the ids themselves (for an exact check)
     and their kept ids: about 40 bytes per dropped document instead of a Python dict."""
@@ -110,9 +95,9 @@ class _Drops:
         return hit, pa.array(detail, pa.string())
 
 
-@lru_cache(maxsize=4)
-def _load_drops_cached(files: tuple[tuple[str, int, int, int], ...]) -> _Drops:
-    tables = [pq.read_table(f, columns=[schema.ID, "kept_id"]) for f, *_ in files]
+def load_drops(files: Sequence[str]) -> _Drops:
+    """Dropped id -> kept id, from the fit's drop files."""
+    tables = [pq.read_table(f, columns=[schema.ID, "kept_id"]) for f in files]
     if not tables:
         return _Drops(pa.array([], pa.string()), pa.array([], pa.string()))
     t = pa.concat_tables(tables)
@@ -129,6 +114,7 @@ class ExactDedup(BarrierStage):
 
     name = "exact_dedup"
     Params = ExactDedupParams
+    reject_reasons = {"exact_duplicate": "same normalized text as the kept document named in detail"}
 
     def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
         files = [f for name in self.data_inputs(list(inputs)) for f in inputs[name].files]
@@ -140,19 +126,13 @@ class ExactDedup(BarrierStage):
             ctx.num_partitions,
             name=f"{self.node_id}-exact",
         )
-        import shutil
-        from pathlib import Path
-
-        kept = []
-        n_drop = 0
-        for o in outs:
-            dst = Path(ctx.state_dir) / Path(o).name
-            shutil.copyfile(o, dst)
-            kept.append(str(dst))
-            n_drop += pq.ParquetFile(dst).metadata.num_rows
+        kept = ctx.persist(outs, "drops")
+        n_drop = sum(pq.ParquetFile(f).metadata.num_rows for f in kept)
         return {"drop_files": kept, "stats": {"duplicates": n_drop}}
 
-    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
-        drops = _load_drops(tuple(state["drop_files"]))
+    def load(self, state: dict[str, Any]) -> _Drops:
+        return load_drops(state["drop_files"])
+
+    def process(self, batch: pa.Table, drops: _Drops) -> MapResult:
         dropped, detail = drops.lookup(batch.column(schema.ID))
         return split_batch(batch, ~dropped, "exact_duplicate", detail)

@@ -18,11 +18,12 @@ from curate.preselect.ftmodel import (
     resolve_label,
     resolve_model_path,
 )
+from curate.params import Annotated, ReadPath, WritePath
 from curate.stage import MapResult, MapStage, StageParams
 
 
 class FastTextScoreParams(StageParams):
-    model_path: str = Field(
+    model_path: Annotated[str, ReadPath] = Field(
         description="fastText classifier (.bin/.ftz): a local path, file:// or any fsspec URL such as "
         "s3://bucket/model.bin (downloaded once per machine into cache_dir)"
     )
@@ -42,7 +43,7 @@ class FastTextScoreParams(StageParams):
         ge=1,
         description="Lines per fastText predict call (memory bound only; results do not depend on it)",
     )
-    cache_dir: str | None = Field(
+    cache_dir: Annotated[str | None, WritePath] = Field(
         None,
         description="Download cache for remote models (default $CURATE_CACHE_DIR/models or ~/.cache/curate/models)",
     )

@@ -50,21 +50,17 @@ from pydantic import Field, field_validator, model_validator
 
 from curate import schema
 from curate.components import connected_components, unique_pairs
-from curate.stage import (
-    BarrierStage,
-    FitContext,
-    MapResult,
+from curate.fit import FitContext, ShardSet
+from curate.parquet_io import (
     ParquetParts,
-    ShardSet,
-    StageError,
-    StageParams,
     iter_file_batches,
     iter_file_chunks,
     rows_for_bytes,
-    split_batch,
     write_json_atomic,
     write_parquet_atomic,
 )
+from curate.params import Annotated, ReadPath, WritePath
+from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
 from curate.text.lsh import band_keys, candidate_probability, threshold
 from curate.text.minhash import MinHasher, sorted_jaccard
 
@@ -123,11 +119,11 @@ class MinHashDedupParams(StageParams):
     mode: Literal["drop", "annotate"] = Field(
         "drop", description="drop: reject all but the kept document; annotate: drop nothing, add "
         "dup_cluster, dup_cluster_size, dup_kept")
-    against_index: str | None = Field(
+    against_index: Annotated[str | None, ReadPath] = Field(
         None, description="Directory of a band index written earlier: new documents that collide with "
         "(and, if verifying, truly match) an indexed document are removed. A missing index is an error, "
         "except when it is also write_index (the first run of a refresh creates it)")
-    write_index: str | None = Field(
+    write_index: Annotated[str | None, WritePath] = Field(
         None, description="Directory to write this run's survivors to as a new index version (appends "
         "if an index exists there)")
     verify_split: Literal["keep", "coverage"] = Field(
@@ -875,24 +871,6 @@ class DecisionTable:
         return pos, self.uid[pos] == q
 
 
-_DECISIONS: dict[tuple, DecisionTable] = {}
-
-
-def load_decisions(files: tuple[str, ...], token: str = "") -> DecisionTable:
-    """The decision table of a fitted state, loaded once per worker per state.
-
-    Cached by file paths and the state's content digest ``token`` (a refit in the same
-    directory gets a new token, so a stale table is never reused)."""
-    key = (files, token)
-    got = _DECISIONS.get(key)
-    if got is None:
-        got = DecisionTable(files)
-        if len(_DECISIONS) > 4:
-            _DECISIONS.clear()
-        _DECISIONS[key] = got
-    return got
-
-
 # ----------------------------------------------------------------------------------------
 # the stage
 # ----------------------------------------------------------------------------------------
@@ -912,6 +890,7 @@ class MinHashDedup(BarrierStage):
 
     name = "minhash_dedup"
     Params = MinHashDedupParams
+    reject_reasons = {REASON: "near-duplicate of the kept document in dup_cluster (or of an indexed one)"}
 
     def _keep(self) -> tuple[str, str | None, list[str] | None]:
         return parse_keep(self.params.keep)
@@ -1013,10 +992,6 @@ class MinHashDedup(BarrierStage):
 
         # 5. keep choice
         direction = "ascending" if cfg["keep_policy"] in ("lowest_id", "source_priority") else "descending"
-        dec_dir = Path(ctx.state_dir) / "decisions"
-        if dec_dir.exists():
-            shutil.rmtree(dec_dir)
-        decisions: list[str] = []
         # the meta join also checks that ids are unique, so it runs even without clusters
         verify = p.verify_jaccard
         idx_meta = idx_sets if verify is not None else idx_bands
@@ -1027,15 +1002,9 @@ class MinHashDedup(BarrierStage):
                              name="minhash/meta")
         keep_reduce = _KeepReduce(direction, verify, p.verify_split == "coverage")
         outs = ctx.shuffle(joined, _Passthrough(), "k", keep_reduce, mparts, name="minhash/keep") if joined else []
-        dec_dir.mkdir(parents=True, exist_ok=True)
-        for i, f in enumerate(outs):
-            dst = dec_dir / f"part-{i:05d}.parquet"
-            shutil.copyfile(f, dst)
-            decisions.append(str(dst))
+        decisions = ctx.persist(outs, "decisions")
         removed = kept_in_clusters = of_index = 0
-        digest = hashlib.sha1()
         for f in decisions:
-            digest.update(Path(f).read_bytes())
             d = pq.read_table(f, columns=["kept", "of_index"])
             k = d.column("kept").to_numpy(zero_copy_only=False)
             removed += int((~k).sum())
@@ -1050,7 +1019,7 @@ class MinHashDedup(BarrierStage):
             clock.mark("write_index")
         shutil.rmtree(scratch, ignore_errors=True)
         stats["phase_seconds"] = clock.marks
-        return {"decisions": decisions, "digest": digest.hexdigest(), "mode": p.mode, "stats": stats}
+        return {"decisions": decisions, "mode": p.mode, "stats": stats}
 
     def _check_columns(self, files: list[str], text_column: str, cfg: dict) -> None:
         for f in files[:1]:
@@ -1084,9 +1053,17 @@ class MinHashDedup(BarrierStage):
         write_json_atomic(root / "index.json", man)
         return version
 
+    def refresh_params(self, state_dir: str) -> dict[str, Any]:
+        """A scheduled refresh dedups each run against the survivors of earlier runs: the
+        band index lives in the node's schedule directory; each run appends a version."""
+        has_index = (Path(state_dir) / "index.json").is_file()
+        return {"against_index": state_dir if has_index else None, "write_index": state_dir}
+
     # -- apply -------------------------------------------------------------------------
-    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
-        dec = load_decisions(tuple(state.get("decisions", [])), state.get("digest", ""))
+    def load(self, state: dict[str, Any]) -> DecisionTable:
+        return DecisionTable(tuple(state.get("decisions", [])))
+
+    def process(self, batch: pa.Table, dec: DecisionTable) -> MapResult:
         id_col = pc.cast(batch.column(schema.ID), pa.string())
         ids = id_col.to_pylist()
         n = len(ids)
@@ -1109,7 +1086,7 @@ class MinHashDedup(BarrierStage):
         out = out.append_column(schema.DUP_CLUSTER, cluster)
         out = out.append_column(schema.DUP_CLUSTER_SIZE, pa.array(size, pa.int64()))
         out = out.append_column(schema.DUP_KEPT, pa.array(kept))
-        if state.get("mode", "drop") == "annotate":
+        if self.params.mode == "annotate":
             return MapResult(out, None)
         return split_batch(out, pa.array(kept), REASON, detail)
 

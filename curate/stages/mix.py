@@ -39,18 +39,9 @@ import xxhash
 from pydantic import Field, model_validator
 
 from curate import mixing, schema
-from curate.stage import (
-    BarrierStage,
-    FitContext,
-    MapResult,
-    ShardSet,
-    StageError,
-    StageParams,
-    iter_file_batches,
-    split_batch,
-    write_json_atomic,
-    write_parquet_atomic,
-)
+from curate.fit import FitContext, ShardSet
+from curate.parquet_io import iter_file_batches, write_json_atomic, write_parquet_atomic
+from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
 from curate.text.normalize import word_counts
 
 MIX_NOT_SAMPLED = "mix_not_sampled"
@@ -329,6 +320,7 @@ class Mix(BarrierStage):
 
     name = "mix"
     Params = MixParams
+    reject_reasons = {MIX_NOT_SAMPLED: "drawn zero times by the token-budget mix"}
 
     def provided_columns(self) -> set[str]:
         return {SOURCE_ID, MIX_COPY, MIX_REPEAT, MIX_BUCKET}
@@ -534,7 +526,7 @@ class Mix(BarrierStage):
             out[m] = whole + sel.astype(np.int64)
         return out, doms
 
-    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
+    def process(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
         n, doms = self.copies(batch, state)
         rates = state.get("rates", {})
         detail = pa.array(
@@ -565,7 +557,7 @@ class Mix(BarrierStage):
             t = t.set_column(t.column_names.index(schema.ID), schema.ID, new_ids)
             parts.append(t.append_column(MIX_COPY, pa.array(np.full(len(idx), k), pa.int32())))
         out = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        return MapResult(out, res.rejected)
+        return MapResult(out, res.rejected, copies_added=out.num_rows - kept.num_rows)
 
 
 def read_manifest(state_dir: str | Path) -> dict[str, Any]:

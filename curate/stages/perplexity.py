@@ -15,16 +15,9 @@ from pydantic import Field, field_validator, model_validator
 
 from curate import schema
 from curate.lm import ModelError, arpa_orders, is_arpa, load_kenlm
-from curate.stage import (
-    BarrierStage,
-    FitContext,
-    MapResult,
-    MapStage,
-    ShardSet,
-    StageError,
-    StageParams,
-    split_batch,
-)
+from curate.fit import FitContext, ShardSet
+from curate.params import Annotated, ReadPath
+from curate.stage import BarrierStage, MapResult, MapStage, StageError, StageParams, split_batch
 from curate.text import ccnet
 
 EMPTY_REASON = schema.EMPTY_TEXT
@@ -143,10 +136,10 @@ def _utf8_parts(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, 
 
 
 class PerplexityScoreParams(StageParams):
-    model: str = Field(
+    model: Annotated[str, ReadPath] = Field(
         description="KenLM model: ARPA text file or kenlm binary (trained e.g. with `curate lm train`)"
     )
-    sentencepiece: str | None = Field(
+    sentencepiece: Annotated[str | None, ReadPath] = Field(
         None, description="Optional SentencePiece model applied after normalization (pieces joined by spaces)"
     )
     mode: Literal["ccnet_faithful", "per_line"] = Field(
@@ -177,6 +170,7 @@ class PerplexityScore(MapStage):
 
     name = "perplexity_score"
     Params = PerplexityScoreParams
+    reject_reasons = {EMPTY_REASON: "no text left after CCNet normalization (on_empty: reject)"}
     uses_model = True
 
     def __init__(self, params: Any = None, /, **kwargs: Any) -> None:
@@ -379,6 +373,11 @@ class PerplexityFilter(BarrierStage):
 
     name = "perplexity_filter"
     Params = PerplexityFilterParams
+    reject_reasons = {
+        "perplexity_too_high": "perplexity above the cutoff",
+        "perplexity_bucket": "in a CCNet bucket that keep_buckets does not keep",
+        "missing_perplexity": "no finite perplexity value",
+    }
 
     def required_columns(self) -> set[str]:
         return {self.params.column}
@@ -426,7 +425,7 @@ class PerplexityFilter(BarrierStage):
         state["stats"] = stats
         return state
 
-    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
+    def process(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
         p = self.params
         if p.column not in batch.column_names:
             raise StageError(f"perplexity_filter: no column {p.column!r}; run perplexity_score first")

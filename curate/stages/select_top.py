@@ -30,16 +30,9 @@ import xxhash
 from pydantic import Field, model_validator
 
 from curate import schema
-from curate.stage import (
-    BarrierStage,
-    FitContext,
-    MapResult,
-    ShardSet,
-    StageError,
-    StageParams,
-    iter_file_batches,
-    split_batch,
-)
+from curate.fit import FitContext, ShardSet
+from curate.parquet_io import iter_file_batches
+from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
 from curate.text.normalize import char_counts, word_counts
 from curate.util import id_hashes
 
@@ -343,6 +336,11 @@ class SelectTop(BarrierStage):
 
     name = "select_top"
     Params = SelectTopParams
+    reject_reasons = {
+        "below_threshold": "score below the selection cutoff (keep: highest)",
+        "above_threshold": "score above the selection cutoff (keep: lowest)",
+        MISSING_SCORE: "no finite score",
+    }
 
     def required_columns(self) -> set[str]:
         cols = {self.params.column}
@@ -450,7 +448,7 @@ class SelectTop(BarrierStage):
         tops = ctx.map_files(_LastKey(), paths)
         return max((t for t in tops if t is not None), default=-1)
 
-    def apply(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
+    def process(self, batch: pa.Table, state: dict[str, Any]) -> MapResult:
         p = self.params
         col = state["column"]
         s = _scores(batch, col, f"node {self.node_id!r}")

@@ -5,16 +5,17 @@ import sys
 
 import ray
 
-import curate
+import workers
+from curate.stages import ExactDedup, LengthFilter
 
 address, in_glob, spec_path, out_json = sys.argv[1:5]
 ray.init(address=address, log_to_driver=False)
-ds = curate.read_corpus(in_glob)
+ds = workers.read_corpus(in_glob)
 n_in = ds.count()
-ds = curate.stages.LengthFilter(min_words=5).apply(ds)
-ds = curate.stages.ExactDedup().apply(ds)
+ds = workers.apply(LengthFilter(min_words=5), ds)
+ds = workers.apply(ExactDedup(), ds)
 ids = sorted(r["id"] for r in ds.select_columns(["id"]).take_all())
-res = curate.run(spec_path, ray_address=address)
+res = workers.run_pipeline(spec_path, executor="ray", ray_address=address)
 json.dump({"n_in": n_in, "ids": ids, "ledger": res.ledger}, open(out_json, "w"))
 # A user script does not own the cluster; curate never shut it down either.
 assert ray.is_initialized()
