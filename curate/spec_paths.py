@@ -50,7 +50,8 @@ def spec_paths(spec: dict[str, Any]) -> Iterator[SpecPath]:
         if isinstance(out, dict) and isinstance(out.get("path"), str):
             yield SpecPath(f"outputs.{name}.path", ("outputs", name, "path"), out["path"], WritePath, name)
     node_list = nodes if isinstance(nodes, list) else []
-    ids = {n.get("id") for n in node_list if isinstance(n, dict)} | set(inputs if isinstance(inputs, dict) else ())
+    ids = {n["id"] for n in node_list if isinstance(n, dict) and isinstance(n.get("id"), str)}
+    ids |= {k for k in (inputs if isinstance(inputs, dict) else ()) if isinstance(k, str)}
     for i, node in enumerate(node_list):
         if not isinstance(node, dict) or not isinstance(node.get("params"), dict):
             continue

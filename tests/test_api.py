@@ -285,8 +285,9 @@ def test_path_sandbox(tmp_path):
         "nodes": [
             {
                 "id": "n",
-                "stage": "s",
-                "params": {"model_path": "m/model.bin", "threshold": "0.5", "id_prefix": "doc"},
+                "stage": "fasttext_score",
+                # model_path is typed as a read path; label and column are plain strings
+                "params": {"model_path": "m/model.bin", "label": "a/b", "column": "doc"},
             }
         ],
     }
@@ -295,11 +296,16 @@ def test_path_sandbox(tmp_path):
     assert spec["outputs"]["o"]["path"] == str(root / "out")
     assert spec["nodes"][0]["params"] == {
         "model_path": str(root / "m/model.bin"),
-        "threshold": "0.5",
-        "id_prefix": "doc",
+        "label": "a/b",
+        "column": "doc",
     }
     with pytest.raises(PathNotAllowed):
-        sandbox_spec({"nodes": [{"id": "n", "params": {"against_index": "/var/idx"}}]}, roots, str(root))
+        sandbox_spec({"nodes": [{"id": "n", "stage": "minhash_dedup", "params": {"against_index": "/var/idx"}}]},
+                     roots, str(root))
+    # a parameter is a path because its schema says so, whatever its name
+    with pytest.raises(PathNotAllowed, match="nodes.d.params.target"):
+        sandbox_spec({"nodes": [{"id": "d", "stage": "dsir_resample", "params": {"target": "/etc/t.parquet"}}]},
+                     roots, str(root))
 
 
 def test_serve_binds_loopback_without_token():
