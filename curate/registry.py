@@ -21,6 +21,7 @@ _BUILTIN = [
     "curate.stages.dsir:DsirResample",
     "curate.stages.exact_dedup:ExactDedup",
     "curate.stages.fasttext_score:FastTextScore",
+    "curate.stages.language_id:LanguageId",
     "curate.stages.minhash_dedup:MinHashDedup",
     "curate.stages.mix:Mix",
     "curate.stages.perplexity:PerplexityFilter",

@@ -29,6 +29,9 @@ DUP_CLUSTER = "dup_cluster"
 DUP_CLUSTER_SIZE = "dup_cluster_size"
 DUP_KEPT = "dup_kept"
 CCNET_BUCKET = "ccnet_bucket"
+LANGUAGE = "language"
+LANGUAGE_SCORE = "language_score"
+LANGUAGE_TOP_K = "language_top_k"
 
 # Ingest reject reasons.
 NULL_TEXT = "null_text"
