@@ -24,10 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate import mixing
-from curate.lineage import explain
 from curate.fit import FitContext, LocalTaskRunner, ShardSet
+from curate.lineage import explain
 from curate.stages.mix import Mix
+from curate.stages.mix_allocation import allocate
+from curate.stages.mix_order_sample import doc_uniforms, expected_copies, order_keys
 
 SHARES = {"web": 0.80, "code": 0.15, "books": 0.05}
 WEIGHTS = {"web": 0.5, "code": 0.3, "books": 0.2}
@@ -82,14 +83,14 @@ def run_naive(files: list[str], budget: int) -> tuple[float, dict[str, int]]:
     ids = np.array(t.column("id").to_pylist(), dtype=object)
     doms = sorted(WEIGHTS)
     n = [int(tok[dom == d].sum()) for d in doms]
-    alloc = mixing.allocate([WEIGHTS[d] for d in doms], n, budget)
+    alloc = allocate([WEIGHTS[d] for d in doms], n, budget)
     seed = Mix(budget_tokens=1).bind("mix", seed=1)._seed()
     real = {}
     for i, d in enumerate(doms):
         m = dom == d
         rate = alloc.rates[i]
-        whole, frac = mixing.expected_copies(rate, np.ones(int(m.sum())))
-        keys = mixing.order_keys(mixing.doc_uniforms(ids[m], seed, d), frac)
+        whole, frac = expected_copies(rate, np.ones(int(m.sum())))
+        keys = order_keys(doc_uniforms(ids[m], seed, d), frac)
         order = np.lexsort((ids[m], keys))
         residual = alloc.targets[i] - float((whole * tok[m]).sum())
         cum = np.cumsum(tok[m][order])

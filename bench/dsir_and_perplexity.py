@@ -78,12 +78,12 @@ def _docs(data: str | None, n: int, size: int = 2048) -> list[str]:
 
 def bench_dsir(docs: list[str], ref_docs: int) -> dict:
     from curate.fit import FitContext, LocalTaskRunner, ShardSet
-    from curate.stages.dsir import DsirResample
-    from curate.text import dsir as D
+    from curate.stages.dsir_resample import DsirResample
+    from curate.text.dsir.featurizer import HashedNgramFeaturizer
 
     res: dict = {"docs": len(docs), "mean_bytes": float(np.mean([len(d.encode()) for d in docs]))}
     arr = pa.array(docs)
-    fz = D.HashedNgramFeaturizer()
+    fz = HashedNgramFeaturizer()
     fz.counts(arr[:8])  # JIT load/compile outside the timing
     rng = np.random.default_rng(0)
     ld = rng.normal(size=10000)
@@ -141,7 +141,7 @@ def bench_dsir(docs: list[str], ref_docs: int) -> dict:
     res["reference"] = "data-selection 1.0.3 get_ngram_counts + dot"
     res["reference_docs"] = len(sub)
     res["reference_docs_per_cpu_s"] = len(sub) / c
-    ours = D.HashedNgramFeaturizer().score(pa.array(sub), ld)[0]
+    ours = HashedNgramFeaturizer().score(pa.array(sub), ld)[0]
     res["max_abs_logw_diff_vs_reference"] = float(np.max(np.abs(np.array(ref_w) - ours)))
     feats_equal = all(
         (get_ngram_counts(d, n=2, num_buckets=10000, tokenizer=wpt.tokenize) == fz.dense(d)).all()

@@ -18,7 +18,7 @@ _BUILTIN = [
     "curate.stages.basic:Sample",
     "curate.stages.basic:ThresholdFilter",
     "curate.stages.basic:Union",
-    "curate.stages.dsir:DsirResample",
+    "curate.stages.dsir_resample:DsirResample",
     "curate.stages.exact_dedup:ExactDedup",
     "curate.stages.fasttext_score:FastTextScore",
     "curate.stages.language_id:LanguageId",

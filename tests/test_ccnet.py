@@ -1,4 +1,4 @@
-"""CCNet normalization and document perplexity (algorithms.md §3.1-3.3, §7 items 3-4)."""
+"""CCNet normalization and document perplexity (:mod:`curate.text.ccnet`, Wenzek et al. 2019)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from curate.text import ccnet
 
-# Hand-made bigram ARPA of algorithms.md §3.3.
+# A hand-made bigram ARPA model.
 BIGRAM_ARPA = """
 \\data\\
 ngram 1=5
@@ -35,7 +35,8 @@ TOY0_CORPUS = ["a a b a", "b a a b"]
 
 
 def _reference_normalize(line: str) -> str:
-    """Straightforward per-character transcription of §3.1 (the oracle for the fast path)."""
+    """Straightforward per-character transcription of :func:`ccnet.normalize`'s rules (the oracle for the
+    fast path)."""
     import re
 
     line = line.strip()

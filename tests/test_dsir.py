@@ -1,5 +1,6 @@
 """DSIR: features, distributions and weights against the data-selection 1.0.3 vectors
-(algorithms.md §2.1, §2.7, §7), plus selection semantics of `dsir_resample`."""
+(the reference package of Xie et al. 2023, arXiv:2302.03169), plus selection semantics of
+`dsir_resample`."""
 
 from __future__ import annotations
 
@@ -14,8 +15,19 @@ from pydantic import ValidationError
 
 from curate.fit import FitContext, LocalTaskRunner, ShardSet
 from curate.stage import StageError
-from curate.stages.dsir import DsirResample, target_is_path
-from curate.text import dsir as D
+from curate.stages.dsir_resample import DsirResample, target_is_path
+from curate.text.dsir.featurizer import (
+    HashedNgramFeaturizer,
+    example_length,
+    get_ngram_counts,
+    get_ngram_counts_py,
+    hash_buckets,
+)
+from curate.text.dsir.gumbel_topk import gumbel_noise
+from curate.text.dsir.kl import kl_divergence, kl_reduction
+from curate.text.dsir.sha256_kernel import sha256_mod_bytes
+from curate.text.dsir.weights import log_diff, raw_distribution, target_distribution
+from curate.text.dsir.wordpunct import wordpunct_tokenize
 
 RAW = ["the cat sat on the mat", "the dog sat on the log", "buy cheap pills now", "click here to subscribe"]
 
@@ -26,18 +38,18 @@ RAW = ["the cat sat on the mat", "the dog sat on the log", "buy cheap pills now"
 
 
 def test_hash_bucket_vectors():
-    assert D.hash_buckets("alice") == 6720
-    assert D.hash_buckets("alice went") == 114
+    assert hash_buckets("alice") == 6720
+    assert hash_buckets("alice went") == 114
     expect = {"alice": 6720, "went": 5816, "to": 2441, "the": 8288, "store": 9879,
               "alice went": 114, "went to": 4126, "to the": 1087, "the store": 3440}  # fmt: skip
     for s, b in expect.items():
-        assert D.hash_buckets(s) == b
+        assert hash_buckets(s) == b
         buf = np.frombuffer(s.encode(), dtype=np.uint8)
-        assert D.sha256_mod_bytes(buf, 10000) == b
+        assert sha256_mod_bytes(buf, 10000) == b
 
 
 def test_ngram_counts_vector():
-    c = D.get_ngram_counts("Alice went to the store", ngrams=2, num_buckets=10000)
+    c = get_ngram_counts("Alice went to the store", ngrams=2, num_buckets=10000)
     assert c.shape == (10000,)
     assert c.sum() == 9
     assert sorted(np.nonzero(c)[0].tolist()) == [114, 1087, 2441, 3440, 4126, 5816, 6720, 8288, 9879]
@@ -46,10 +58,10 @@ def test_ngram_counts_vector():
 
 def test_wordpunct_and_length_metadata():
     text = "Alice walked into the store\n\n()()($#%@?)@(#(*"
-    toks = D.wordpunct_tokenize(text)
+    toks = wordpunct_tokenize(text)
     assert toks == ["Alice", "walked", "into", "the", "store", "()()($#%@?)@(#(*"]
-    fz = D.HashedNgramFeaturizer()
-    assert D.example_length(fz.dense(text)) == len(toks) == 6
+    fz = HashedNgramFeaturizer()
+    assert example_length(fz.dense(text)) == len(toks) == 6
     _, ntok = fz.counts([text, "", None, "a b"])
     assert ntok.tolist() == [6, 0, 0, 2]
 
@@ -74,11 +86,11 @@ def test_numba_kernel_matches_python_reference_on_unicode():
     docs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)]
     docs.append("x" * 300 + " " + "y" * 200)  # n-grams longer than one SHA block
     for n, b in ((1, 10000), (2, 10000), (3, 997)):
-        fz = D.HashedNgramFeaturizer(b, n)
+        fz = HashedNgramFeaturizer(b, n)
         for d in docs:
-            assert (fz.dense(d) == D.get_ngram_counts_py(d, n, b)).all(), repr(d)
+            assert (fz.dense(d) == get_ngram_counts_py(d, n, b)).all(), repr(d)
         # whole-batch counts equal the sum of per-document reference vectors
-        total = sum(D.get_ngram_counts_py(d, n, b) for d in docs)
+        total = sum(get_ngram_counts_py(d, n, b) for d in docs)
         assert (fz.counts(docs)[0] == total).all()
 
 
@@ -86,8 +98,8 @@ def test_wordpunct_classes_follow_nltk_3_10():
     # nltk >= 3.10 runs WordPunct's pattern on the `regex` engine: marks (U+0301, U+FE0F) are
     # word characters, '₁' (No) and '❤' (So) are not, and \x1c-\x1f are not spaces.
     text = "t₁ \u2764\ufe0f e\u0301x a\x1cb"
-    assert D.wordpunct_tokenize(text) == ["t", "₁", "\u2764", "\ufe0f", "e\u0301x", "a", "\x1c", "b"]
-    fz = D.HashedNgramFeaturizer()
+    assert wordpunct_tokenize(text) == ["t", "₁", "\u2764", "\ufe0f", "e\u0301x", "a", "\x1c", "b"]
+    fz = HashedNgramFeaturizer()
     assert fz.counts([text])[1].tolist() == [8]
 
 
@@ -96,7 +108,7 @@ def test_matches_installed_reference_package_when_available():
     rng = random.Random(11)
     alphabet = list("ab AB 1_.,;\t\n\x1c") + ["é", "e\u0301", "₁", "❤️", "日本", "٣", "\u00a0", "Ⅻ", "😀"]
     docs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
-    fz = D.HashedNgramFeaturizer()
+    fz = HashedNgramFeaturizer()
     for d in docs:
         ref = hd.get_ngram_counts(d, n=2, num_buckets=10000, tokenizer=hd.wpt.tokenize)
         assert (fz.dense(d) == ref).all(), repr(d)
@@ -104,8 +116,8 @@ def test_matches_installed_reference_package_when_available():
 
 def test_cache_eviction_does_not_change_results():
     docs = [" ".join(f"w{i * 7 + j}" for j in range(50)) for i in range(200)]
-    small = D.HashedNgramFeaturizer(10000, 2, max_cache=1 << 14)
-    big = D.HashedNgramFeaturizer(10000, 2)
+    small = HashedNgramFeaturizer(10000, 2, max_cache=1 << 14)
+    big = HashedNgramFeaturizer(10000, 2)
     ld = np.random.default_rng(0).normal(size=10000)
     a = small.score(docs, ld)[0]
     b = big.score(docs, ld)[0]
@@ -119,14 +131,14 @@ def test_cache_eviction_does_not_change_results():
 
 
 def _logw(smoothing: float) -> np.ndarray:
-    fz = D.HashedNgramFeaturizer()
+    fz = HashedNgramFeaturizer()
     raw_c, _ = fz.counts(RAW)
     tgt_c, _ = fz.counts(RAW[:2])
     assert raw_c.sum() == 36 and tgt_c.sum() == 22
-    t = D.target_distribution(tgt_c, smoothing)
-    r = D.raw_distribution(raw_c)
+    t = target_distribution(tgt_c, smoothing)
+    r = raw_distribution(raw_c)
     assert t.sum() == pytest.approx(1.0) and r.sum() == pytest.approx(1.0)
-    ld = D.log_diff(t, r)
+    ld = log_diff(t, r)
     assert np.allclose(ld, np.log(t + 1e-8) - np.log(r + 1e-8))
     if smoothing:
         p1 = tgt_c / tgt_c.sum()
@@ -143,17 +155,17 @@ def test_end_to_end_log_weights_match_reference():
 
 def test_kl_divergence_and_reduction():
     p = np.array([0.5, 0.5, 0.0])
-    assert D.kl_divergence(p, np.array([1, 1, 0])) == pytest.approx(0.0, abs=1e-7)
-    r = D.kl_reduction([p], np.array([1, 1, 2]), np.array([1, 1, 0]))
+    assert kl_divergence(p, np.array([1, 1, 0])) == pytest.approx(0.0, abs=1e-7)
+    r = kl_reduction([p], np.array([1, 1, 2]), np.array([1, 1, 0]))
     assert r["kl_target_raw"] == pytest.approx(np.log(2), abs=1e-6)
     assert r["kl_reduction"] == pytest.approx(np.log(2), abs=1e-6)
 
 
 def test_gumbel_noise_is_seeded_and_standard():
     ids = [f"doc{i}" for i in range(20000)]
-    g1 = D.gumbel_noise(ids, 3)
-    assert np.array_equal(g1, D.gumbel_noise(ids, 3))
-    assert not np.array_equal(g1, D.gumbel_noise(ids, 4))
+    g1 = gumbel_noise(ids, 3)
+    assert np.array_equal(g1, gumbel_noise(ids, 3))
+    assert not np.array_equal(g1, gumbel_noise(ids, 4))
     assert g1.mean() == pytest.approx(0.5772, abs=0.03)  # Euler-Mascheroni
     assert g1.std() == pytest.approx(np.pi / np.sqrt(6), abs=0.03)
 
@@ -343,12 +355,12 @@ def test_bad_targets_and_params(tmp_path):
 def test_sliced_and_chunked_arrow_inputs():
     texts = ["Alpha beta", "Ünïcode café — “x”", None, "", "a.b,c"] * 4
     col = pa.chunked_array([pa.array(texts[:7]), pa.array(texts[7:])])
-    fz = D.HashedNgramFeaturizer()
+    fz = HashedNgramFeaturizer()
     for a, b in ((0, 20), (3, 5), (6, 9), (11, 2)):
         part = col.slice(a, b)
-        expect = [len(D.wordpunct_tokenize((t or "").lower())) for t in part.to_pylist()]
+        expect = [len(wordpunct_tokenize((t or "").lower())) for t in part.to_pylist()]
         assert fz.counts(part)[1].tolist() == expect
-        assert (fz.counts(part)[0] == sum(D.get_ngram_counts_py(t or "") for t in part.to_pylist())).all()
+        assert (fz.counts(part)[0] == sum(get_ngram_counts_py(t or "") for t in part.to_pylist())).all()
 
 
 def test_tiny_fraction_selects_nothing_with_warning(tmp_path):
@@ -398,18 +410,16 @@ def test_offline_target_counts_cli_and_stage(tmp_path):
 
 def test_very_long_document():
     doc = " ".join(f"w{i % 5000}" for i in range(80_000)) + " end."
-    fz = D.HashedNgramFeaturizer()
+    fz = HashedNgramFeaturizer()
     counts, ntok = fz.counts(["short one", doc])
     assert ntok.tolist() == [2, 80_002]
-    assert (counts == D.get_ngram_counts_py("short one") + D.get_ngram_counts_py(doc)).all()
+    assert (counts == get_ngram_counts_py("short one") + get_ngram_counts_py(doc)).all()
 
 
 def test_featurizer_is_safe_across_threads():
     """One featurizer shared by fit threads: its n-gram cache is per thread (the kernel
     runs without the GIL and mutates it), so concurrent counts equal sequential ones."""
     import concurrent.futures as cf
-
-    from curate.text.dsir import HashedNgramFeaturizer
 
     rng = random.Random(5)
     words = [f"w{i}" for i in range(3000)]

@@ -1,4 +1,4 @@
-"""Modified Kneser-Ney estimation vs lmplz's own toy models (algorithms.md §3.6, §7 item 5),
+"""Modified Kneser-Ney estimation vs lmplz's own toy models (:mod:`curate.lm.kneser_ney`),
 model-file checks and ``curate lm``."""
 
 from __future__ import annotations

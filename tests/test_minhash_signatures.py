@@ -1,4 +1,4 @@
-"""MinHash signatures, shingling and LSH math (algorithms.md §4 and §7 vectors)."""
+"""MinHash signatures, shingling and LSH math (against datasketch's vectors)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ TEXTS = [
 
 
 def test_datasketch_test_vectors():
-    # algorithms.md §7.6: MinHash(4, 1).update(b"Hello")
+    # datasketch: MinHash(4, 1).update(b"Hello")
     legacy = MinHasher(4, 1, 1, "datasketch", "legacy").signatures_of_shingles([[b"Hello"]])[0]
     assert legacy.tolist() == [734825475, 960773806, 359816889, 342714745]
     affine = MinHasher(4, 1, 1, "datasketch", "affine32").signatures_of_shingles([[b"Hello"]])[0]
@@ -73,7 +73,7 @@ def test_fast_signatures_batch_invariant():
 
 
 def test_optimal_params_and_s_curve():
-    # algorithms.md §4.3 vectors (datasketch _optimal_param)
+    # datasketch _optimal_param vectors
     assert optimal_params(0.8, 128) == (9, 13)
     assert optimal_params(0.7, 128) == (14, 9)
     assert optimal_params(0.9, 128) == (5, 25)

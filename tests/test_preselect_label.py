@@ -1,4 +1,4 @@
-"""PreSelect predictive strength (algorithms.md §1.1, §1.4) and label selection."""
+"""PreSelect predictive strength (Shum et al. 2025; :mod:`curate.preselect.label`) and label selection."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _ps(losses, bench):
 
 
 def test_reference_vector_n6():
-    bench = [75.38, 76.30, 77.27, 79.46, 80.47, 81.19]  # strictly increasing (algorithms.md §1.1)
+    bench = [75.38, 76.30, 77.27, 79.46, 80.47, 81.19]  # ascending, the order PS(d) ranks the models in
     assert _ps([2.10, 2.05, 2.00, 1.90, 1.85, 1.80], bench) == (15, 1.0)
     # swap the last two losses: one discordant pair
     assert _ps([2.10, 2.05, 2.00, 1.90, 1.80, 1.85], bench) == (14, 14 / 15)

@@ -40,7 +40,7 @@ def _fit_apply(tmp: Path, table: pa.Table, n_files: int = 2, **params):
 
 
 def _vector_table() -> pa.Table:
-    # algorithms.md §1.4: scores [0.9, 0.8, 0.7, 0.1], lengths [50, 100, 100, 750], 10 % -> 0.8
+    # hand-computed: scores [0.9, 0.8, 0.7, 0.1], lengths [50, 100, 100, 750], 10 % -> 0.8
     return pa.table(
         {
             "id": ["a", "b", "c", "d"],

@@ -126,7 +126,7 @@ def dsir_fit(
 ) -> None:
     """Hashed n-gram counts of a target corpus (data-selection compatible features)."""
     from curate.lm import iter_corpus
-    from curate.stages.dsir import fit_target_counts, save_target_counts
+    from curate.stages.dsir_resample import fit_target_counts, save_target_counts
 
     if not str(out).endswith(".npz"):
         console.print("[red]--out must end in .npz[/red]")

@@ -1,6 +1,7 @@
 """Interpolated modified Kneser-Ney estimation with lmplz semantics (no pruning), in numpy.
 
-Algorithm (algorithms.md §3.6): sentences are ``<s> w1 .. wn </s>``; raw n-gram counts
+Algorithm (Chen & Goodman 1998, as lmplz does it: Heafield et al. 2013, "Scalable Modified
+Kneser-Ney Language Model Estimation"): sentences are ``<s> w1 .. wn </s>``; raw n-gram counts
 for orders 1..N; adjusted counts (order N: raw; lower orders: raw if the n-gram starts
 with ``<s>``, else the number of distinct left extensions); per-order discounts
 ``D_j = j - (j+1) Y n_{j+1}/n_j`` with ``Y = n1/(n1+2 n2)`` (fallback 0.5/1/1.5 when they

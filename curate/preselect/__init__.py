@@ -1,6 +1,7 @@
 """PreSelect (Shum et al. 2025): predictive-strength labels and fastText quality scorers.
 
-The recipe (algorithms.md §1), each step a function here and a ``curate preselect`` command:
+The recipe (the README section "Quality scoring (PreSelect)"), each step a function here and
+a ``curate preselect`` command:
 
 1. :func:`compute_losses` — bits per character of every document under N models;
 2. :func:`label_documents` — predictive strength per document, balanced positives/negatives;

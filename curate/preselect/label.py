@@ -1,7 +1,8 @@
 """PreSelect labels: predictive strength per document, then balanced positives/negatives.
 
-Predictive strength (algorithms.md §1.1): sort the N models by benchmark score ascending
-(S_1 < ... < S_N) and let C_i(d) be model i's normalized loss on document d. Then
+Predictive strength (Shum et al. 2025, "Predictive Data Selection"): sort the N models by
+benchmark score ascending (S_1 < ... < S_N) and let C_i(d) be model i's normalized loss on
+document d. Then
 
     PS(d) = (1/Z) * sum_{i<j} 1[C_i(d) > C_j(d)],    Z = N(N-1)/2
 

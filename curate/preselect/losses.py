@@ -12,8 +12,8 @@ readability and cross-document comparisons.
 
 KenLM documents are prepared exactly as ``curate lm train`` and the ``perplexity_score``
 stage do (CCNet normalization of the whole document, which deletes newlines, then one
-sentence with ``bos``/``eos``; algorithms.md §3.1-3.2). Empty documents are skipped (as the reference does) and
-counted in the summary. HF models score each document on its own with a strided window
+sentence with ``bos``/``eos``; see :mod:`curate.text.ccnet`). Empty documents are skipped (as the
+reference does) and counted in the summary. HF models score each document on its own with a strided window
 (``block_size``/``stride``); the reference concatenates documents into one token stream
 instead, which conditions each document on its predecessor — see the README.
 """

@@ -1,4 +1,4 @@
-"""`mix`: token-budget domain mixing as a barrier stage (algorithms.md §5).
+"""`mix`: token-budget domain mixing as a barrier stage.
 
 Fit (distributed passes; nothing but per-domain totals and histograms reaches the driver):
 
@@ -6,7 +6,7 @@ Fit (distributed passes; nothing but per-domain totals and histograms reaches th
    count column), read the domain (and ``dup_cluster_size`` for rehydration), hash the
    seeded uniform ``u`` of every id, write a small sidecar (domain, id, tokens, weight, u)
    to scratch and return per-domain totals. Weights and caps give per-domain target
-   tokens (:func:`curate.mixing.allocate`).
+   tokens (:func:`curate.stages.mix_allocation.allocate`).
 2. ``aggregate`` over the sidecars: per domain, the token mass of whole copies and a
    coarse histogram (2048 bins) of the fractional sample's token mass over the order key.
 3. ``aggregate``: a fine histogram (2048 sub-bins) inside the bin where the residual is
@@ -38,10 +38,29 @@ import pyarrow.parquet as pq
 import xxhash
 from pydantic import Field, model_validator
 
-from curate import mixing, schema
+from curate import schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import iter_file_batches, write_json_atomic, write_parquet_atomic
 from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
+from curate.stages.mix_allocation import (
+    DEFAULT_MAX_EPOCHS,
+    allocate,
+    normalize_weights,
+    rehydration_weights,
+    temperature_weights,
+    unimax_weights,
+)
+from curate.stages.mix_order_sample import (
+    KEY_BINS,
+    Cutoff,
+    choose_cutoff,
+    doc_uniforms,
+    expected_copies,
+    find_bin,
+    fine_bins,
+    key_bins,
+    order_keys,
+)
 from curate.text.normalize import word_counts
 
 MIX_NOT_SAMPLED = "mix_not_sampled"
@@ -66,7 +85,7 @@ class MixParams(StageParams):
         False, description="UniMax: spread the budget uniformly, each domain capped at max_epochs"
     )
     max_epochs: float | dict[str, float] = Field(
-        mixing.DEFAULT_MAX_EPOCHS,
+        DEFAULT_MAX_EPOCHS,
         description="Repetition cap in epochs over a domain's unique tokens; a number or per-domain map "
         "(unlisted domains get 4)",
     )
@@ -98,7 +117,7 @@ class MixParams(StageParams):
         if len(chosen) > 1:
             raise ValueError(f"choose one weighting method, got {', '.join(chosen)}")
         if self.weights is not None:
-            mixing.normalize_weights(list(self.weights.values()))
+            normalize_weights(list(self.weights.values()))
         eps = self.max_epochs.values() if isinstance(self.max_epochs, dict) else [self.max_epochs]
         if any(e <= 0 for e in eps):
             raise ValueError("max_epochs must be > 0")
@@ -142,7 +161,7 @@ def _weights_of(t: pa.Table, rehydrate: bool, table: dict[int, float] | None) ->
     if not rehydrate or schema.DUP_CLUSTER_SIZE not in t.column_names:
         return np.ones(t.num_rows, dtype=np.float64)
     sizes = pc.fill_null(pc.cast(t.column(schema.DUP_CLUSTER_SIZE), pa.float64()), 1.0)
-    return mixing.rehydration_weights(sizes.to_numpy(zero_copy_only=False), table)
+    return rehydration_weights(sizes.to_numpy(zero_copy_only=False), table)
 
 
 class _Scan:
@@ -181,7 +200,7 @@ class _Scan:
             darr = np.array(doms, dtype=object)
             for d in dict.fromkeys(doms):
                 m = darr == d
-                u[m] = mixing.doc_uniforms(ids[m], self.seed, d)
+                u[m] = doc_uniforms(ids[m], self.seed, d)
                 acc = totals.setdefault(d, {"docs": 0, "tokens": 0, "weighted_tokens": 0.0})
                 acc["docs"] += int(m.sum())
                 acc["tokens"] += int(tok[m].sum())
@@ -215,10 +234,10 @@ def _merge_totals(a: dict, b: dict) -> dict:
 def _domain_keys(t: pa.Table, d: str, rate: float) -> tuple[np.ndarray, ...]:
     """(mask, whole copies, order keys, coarse bins, tokens) for domain ``d``'s sidecar rows."""
     m = t.column("domain").to_numpy(zero_copy_only=False) == d
-    whole, frac = mixing.expected_copies(rate, t.column("w").to_numpy()[m])
-    keys = mixing.order_keys(t.column("u").to_numpy()[m], frac)
+    whole, frac = expected_copies(rate, t.column("w").to_numpy()[m])
+    keys = order_keys(t.column("u").to_numpy()[m], frac)
     tok = t.column("tokens").to_numpy()[m].astype(np.float64)
-    return m, whole, keys, mixing.key_bins(keys), tok
+    return m, whole, keys, key_bins(keys), tok
 
 
 def _hists(bins: np.ndarray, tok: np.ndarray, new: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -245,7 +264,7 @@ class _Hist:
                 "whole_tokens": float((whole * tok).sum()),
                 "whole_rows": int(whole.sum()),
                 "docs_whole": int((whole > 0).sum()),
-                **_hists(bins, tok, whole == 0, mixing.KEY_BINS + 1),
+                **_hists(bins, tok, whole == 0, KEY_BINS + 1),
             }
         return out
 
@@ -262,8 +281,8 @@ class _Fine:
             m, whole, keys, bins, tok = _domain_keys(t, d, self.rates[d])
             sel = bins == b
             if sel.any():
-                fb = mixing.fine_bins(keys[sel], b)
-                out[d] = _hists(fb, tok[sel], whole[sel] == 0, mixing.KEY_BINS)
+                fb = fine_bins(keys[sel], b)
+                out[d] = _hists(fb, tok[sel], whole[sel] == 0, KEY_BINS)
         return out
 
 
@@ -286,7 +305,7 @@ class _Collect:
             m, whole, keys, bins, tok = _domain_keys(t, d, self.rates[d])
             ids = np.array(t.column("id").to_pylist(), dtype=object)[m]
             j = np.nonzero(bins == b)[0]
-            j = j[mixing.fine_bins(keys[j], b) == f]
+            j = j[fine_bins(keys[j], b) == f]
             out[d] = [(float(keys[i]), str(ids[i]), float(tok[i]), bool(whole[i] == 0)) for i in j]
         return out
 
@@ -330,7 +349,7 @@ class Mix(BarrierStage):
 
     def _epochs(self, domain: str) -> float:
         e = self.params.max_epochs
-        return float(e.get(domain, mixing.DEFAULT_MAX_EPOCHS)) if isinstance(e, dict) else float(e)
+        return float(e.get(domain, DEFAULT_MAX_EPOCHS)) if isinstance(e, dict) else float(e)
 
     # -- fit ---------------------------------------------------------------------------
     def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
@@ -378,10 +397,10 @@ class Mix(BarrierStage):
         if p.method == "explicit":
             w = [float((p.weights or {}).get(d, 0.0)) for d in domains]
         elif p.method == "unimax":
-            w = mixing.unimax_weights(n, p.budget_tokens, epochs)
+            w = unimax_weights(n, p.budget_tokens, epochs)
         else:
-            w = mixing.temperature_weights(n, 1.0 if p.temperature is None else p.temperature)
-        alloc = mixing.allocate(w, n, p.budget_tokens, epochs, p.on_cap)
+            w = temperature_weights(n, 1.0 if p.temperature is None else p.temperature)
+        alloc = allocate(w, n, p.budget_tokens, epochs, p.on_cap)
         warnings += alloc.warnings
         wsum = sum(w)
         # rate over the (possibly rehydrated) pool: copies of a doc = rate × its weight
@@ -395,15 +414,15 @@ class Mix(BarrierStage):
         # few rows of the crossing cell, sorted on the driver (token-accurate, any scale)
         hist = (ctx.aggregate(sidecars, _Hist(rates), _merge_hist) if rates else None) or {}
         residual = {d: alloc.targets[domains.index(d)] - h["whole_tokens"] for d, h in hist.items()}
-        coarse = {d: mixing.find_bin(hist[d]["hist_tok"], residual[d]) for d in hist}
-        todo = {d: b for d, (b, _) in coarse.items() if residual[d] > 0 and b < mixing.KEY_BINS}
+        coarse = {d: find_bin(hist[d]["hist_tok"], residual[d]) for d in hist}
+        todo = {d: b for d, (b, _) in coarse.items() if residual[d] > 0 and b < KEY_BINS}
         fine = (ctx.aggregate(sidecars, _Fine(rates, todo), _merge_hist) if todo else None) or {}
         cells, before = {}, {}
         for d, b in todo.items():
             f, mass_f = (
-                mixing.find_bin(fine[d]["hist_tok"], residual[d] - coarse[d][1]) if d in fine else (0, 0)
+                find_bin(fine[d]["hist_tok"], residual[d] - coarse[d][1]) if d in fine else (0, 0)
             )
-            if f < mixing.KEY_BINS:
+            if f < KEY_BINS:
                 cells[d], before[d] = (b, f), coarse[d][1] + mass_f
         rows = (ctx.aggregate(sidecars, _Collect(rates, cells), _merge_lists) if cells else None) or {}
 
@@ -429,14 +448,14 @@ class Mix(BarrierStage):
                 h = hist[d]
                 cut_rows = rows.get(d, [])
                 if d in cells:
-                    cut, frac_mass = mixing.choose_cutoff(
+                    cut, frac_mass = choose_cutoff(
                         *cells[d], before[d], residual[d], [r[:3] for r in cut_rows], not alloc.capped[i]
                     )
                 elif d in todo:  # the fine histogram could not split the bin: take all of it
-                    cut = mixing.Cutoff(todo[d] + 1)
+                    cut = Cutoff(todo[d] + 1)
                     frac_mass = coarse[d][1] + float(fine.get(d, {}).get("hist_tok", np.zeros(1)).sum())
                 else:  # nothing needed (b = 0) or every candidate (b = KEY_BINS)
-                    cut, frac_mass = mixing.choose_cutoff(coarse[d][0], None, coarse[d][1], residual[d], [])
+                    cut, frac_mass = choose_cutoff(coarse[d][0], None, coarse[d][1], residual[d], [])
                 cutoffs[d] = {"bin": cut.bin, "fine": cut.fine, "key": cut.key, "id": cut.id}
                 sel_rows = int(h["hist_docs"][: cut.bin].sum())
                 sel_new = float(h["hist_new"][: cut.bin].sum())
@@ -519,10 +538,10 @@ class Mix(BarrierStage):
             if rate is None:
                 continue
             m = darr == d
-            whole, frac = mixing.expected_copies(rate, w[m])
-            keys = mixing.order_keys(mixing.doc_uniforms(ids[m], state["seed"], d), frac)
+            whole, frac = expected_copies(rate, w[m])
+            keys = order_keys(doc_uniforms(ids[m], state["seed"], d), frac)
             c = state["cutoffs"][d]
-            sel = mixing.Cutoff(c["bin"], c.get("fine"), c["key"], c["id"]).selects(keys, ids[m])
+            sel = Cutoff(c["bin"], c.get("fine"), c["key"], c["id"]).selects(keys, ids[m])
             out[m] = whole + sel.astype(np.int64)
         return out, doms
 

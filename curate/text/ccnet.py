@@ -1,6 +1,7 @@
 """CCNet text normalization and document perplexity (Wenzek et al. 2019).
 
-Re-implemented from the behaviour described in algorithms.md §3.1-3.3:
+Re-implemented from the behaviour of CCNet's released code (``cc_net/text_normalizer.py``
+and ``DocLM`` in ``cc_net/perplexity.py``; Wenzek et al. 2019, arXiv:1911.00359):
 
 :func:`normalize` (defaults ``accent=True, case=True, numbers=True, punct=1``), in order:
 ``strip`` (empty stays empty) -> ``lower`` -> accent stripping (NFD, drop category Mn) ->

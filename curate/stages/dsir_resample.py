@@ -32,7 +32,10 @@ from curate import schema
 from curate.fit import FitContext, ShardSet
 from curate.params import Annotated, PathParam
 from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
-from curate.text import dsir as D
+from curate.text.dsir import weights
+from curate.text.dsir.featurizer import HashedNgramFeaturizer
+from curate.text.dsir.gumbel_topk import at_or_above, gumbel_noise, order_desc, tie_breaks
+from curate.text.dsir.kl import kl_reduction
 
 NOT_SELECTED = "dsir_not_selected"
 TOO_FEW_TOKENS = "too_few_tokens"
@@ -107,7 +110,7 @@ class _CountPartial:
     """table -> {counts, docs, eligible, eligible_tokens, tokens}."""
 
     def __init__(self, num_buckets: int, ngrams: int, col: str, min_tokens: int):
-        self.fz = D.HashedNgramFeaturizer(num_buckets, ngrams)
+        self.fz = HashedNgramFeaturizer(num_buckets, ngrams)
         self.col, self.min_tokens = col, min_tokens
 
     def __call__(self, table: pa.Table) -> dict:
@@ -127,13 +130,13 @@ def _merge_counts(a: dict, b: dict) -> dict:
 
 
 def _keys(ids: list, logw: np.ndarray, seed: int, top_k: bool) -> tuple[np.ndarray, np.ndarray]:
-    keys = logw if top_k else logw + D.gumbel_noise(ids, seed)
-    return keys, D.tie_breaks(ids, seed)
+    keys = logw if top_k else logw + gumbel_noise(ids, seed)
+    return keys, tie_breaks(ids, seed)
 
 
 def _trim(c: dict, unit: str, k: float) -> dict:
     """Keep the best candidates: top k docs, or the shortest prefix reaching k tokens."""
-    order = D.order_desc(c["key"], c["tie"])
+    order = order_desc(c["key"], c["tie"])
     if unit == "tokens":
         cum = np.cumsum(c["tok"][order])
         m = int(np.searchsorted(cum, k, side="left")) + 1
@@ -157,7 +160,7 @@ class _CandidatePartial:
         unit: str,
         k: float,
     ):
-        self.fz = D.HashedNgramFeaturizer(*fz_args)
+        self.fz = HashedNgramFeaturizer(*fz_args)
         self.col, self.log_diff, self.seed, self.top_k = col, log_diff, seed, top_k
         self.min_tokens, self.unit, self.k = min_tokens, unit, k
 
@@ -180,7 +183,7 @@ class _SelectedCountPartial:
     def __init__(
         self, fz_args: tuple, col: str, log_diff: np.ndarray, state: dict, min_tokens: int, top_k: bool
     ):
-        self.fz = D.HashedNgramFeaturizer(*fz_args)
+        self.fz = HashedNgramFeaturizer(*fz_args)
         self.col, self.log_diff, self.state, self.min_tokens, self.top_k = (
             col,
             log_diff,
@@ -207,7 +210,7 @@ def _selected(
     if state["threshold_key"] is None:
         return elig
     key, tie = _keys(ids, logw, state["seed"], top_k)
-    return elig & D.at_or_above(key, tie, state["threshold_key"], state["threshold_tie"])
+    return elig & at_or_above(key, tie, state["threshold_key"], state["threshold_tie"])
 
 
 # ----------------------------------------------------------------------------------------
@@ -217,7 +220,7 @@ def _selected(
 
 def fit_target_counts(docs, num_buckets: int = 10000, ngrams: int = 2, batch: int = 4096) -> dict:
     """Hashed n-gram counts of a target corpus (an iterable of strings)."""
-    fz = D.HashedNgramFeaturizer(num_buckets, ngrams)
+    fz = HashedNgramFeaturizer(num_buckets, ngrams)
     counts = np.zeros(num_buckets, dtype=np.int64)
     n_docs = 0
     buf: list[str] = []
@@ -266,7 +269,7 @@ class _Fitted:
     """What ``process`` uses: a featurizer (its caches are per thread), the fitted
     log-weight difference per bucket (None for an empty pool) and the fit state."""
 
-    featurizer: D.HashedNgramFeaturizer
+    featurizer: HashedNgramFeaturizer
     log_diff: np.ndarray | None
     state: dict[str, Any]
 
@@ -344,7 +347,7 @@ class DsirResample(BarrierStage):
             raise StageError(f"dsir_resample: target set {p.target!r} is empty")
         if tc["counts"].sum() == 0:
             raise StageError(f"dsir_resample: target set {p.target!r} has no tokens")
-        target_probs = D.target_distribution(tc["counts"], p.smoothing)
+        target_probs = weights.target_distribution(tc["counts"], p.smoothing)
         # 2. raw distribution
         raw = None
         for i in data_ids:
@@ -374,8 +377,8 @@ class DsirResample(BarrierStage):
             state["stats"] = stats
             return state
         state["empty_pool"] = False
-        raw_probs = D.raw_distribution(raw["counts"])
-        ld = D.log_diff(target_probs, raw_probs)
+        raw_probs = weights.raw_distribution(raw["counts"])
+        ld = weights.log_diff(target_probs, raw_probs)
         ld_path = Path(ctx.state_dir) / "log_diff.npy"
         ld_path.parent.mkdir(parents=True, exist_ok=True)
         np.save(ld_path, ld)
@@ -425,13 +428,13 @@ class DsirResample(BarrierStage):
                 stats["selected_docs"] = sel["docs"]
                 stats["selected_tokens"] = sel["tokens"]
                 if sel["counts"].sum() > 0:
-                    stats.update(D.kl_reduction([target_probs], raw["counts"], sel["counts"]))
+                    stats.update(kl_reduction([target_probs], raw["counts"], sel["counts"]))
         state["stats"] = stats
         return state
 
     # -- apply ---------------------------------------------------------------------------
     def load(self, state: dict[str, Any]) -> _Fitted:
-        fz = D.HashedNgramFeaturizer(self.params.num_buckets, self.params.ngrams)
+        fz = HashedNgramFeaturizer(self.params.num_buckets, self.params.ngrams)
         if state.get("empty_pool") or state.get("log_diff") is None:
             return _Fitted(fz, None, state)
         try:
