@@ -13,8 +13,8 @@ from workers import read_output, run_pipeline
 
 # Real sentences written for this test (not from a corpus); several have newlines.
 DOCS = {
-    "en": "The library opens at nine in the morning.\nChildren may borrow up to five books at a time.",
-    "de": "Die Bibliothek öffnet um neun Uhr morgens.\nKinder dürfen bis zu fünf Bücher auf einmal ausleihen.",
+    "en": "The library opens at nine in the morning.\nChildren may borrow up to five books at once.",
+    "de": "Die Bibliothek öffnet um neun Uhr morgens.\nKinder dürfen fünf Bücher auf einmal ausleihen.",
     "fr": "La bibliothèque ouvre à neuf heures du matin. Les enfants peuvent emprunter cinq livres à la fois.",
     "es": "La biblioteca abre a las nueve de la mañana y los niños pueden llevarse hasta cinco libros.",
     "ru": "Библиотека открывается в девять утра.\nДети могут брать до пяти книг одновременно.",

@@ -43,10 +43,12 @@ class LanguageIdParams(StageParams):
         "bundled lid.176.ftz (176 languages)",
     )
     top_k: int = Field(
-        0, ge=0, le=50, description="Also add `language_top_k`: the k best (language, score) pairs (0: no column)"
+        0, ge=0, le=50,
+        description="Also add `language_top_k`: the k best (language, score) pairs (0: no column)",
     )
     predict_batch_size: int = Field(
-        16384, ge=1, description="Lines per fastText predict call (memory bound only; results do not depend on it)"
+        16384, ge=1,
+        description="Lines per fastText predict call (memory bound only; results do not depend on it)",
     )
 
 
@@ -133,7 +135,8 @@ class LanguageId(MapStage):
                 self._digest = model_digest(self.model_file())
             except Exception as e:  # noqa: BLE001 - stats must never fail the job
                 return {"model_path": self.model_file(), "model_sha256": None, "error": str(e)}
-        return {"model_path": self.params.model_path or f"(bundled) {BUNDLED_MODEL}", "model_sha256": self._digest}
+        shown = self.params.model_path or f"(bundled) {BUNDLED_MODEL}"
+        return {"model_path": shown, "model_sha256": self._digest}
 
 
 def _set(t: pa.Table, name: str, col: pa.Array) -> pa.Table:
