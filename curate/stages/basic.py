@@ -103,21 +103,48 @@ _OPS = {
 
 
 class ThresholdFilterParams(StageParams):
-    column: str = Field(description="Numeric (or string, for == / !=) column to compare")
-    op: Literal[">", ">=", "<", "<=", "==", "!="] = Field(">=", description="Comparison: keep rows where column OP value")
-    value: float | int | str = Field(description="Value to compare against")
+    column: str = Field(description="Numeric (or string, for == / != / in / not_in) column to compare")
+    op: Literal[">", ">=", "<", "<=", "==", "!=", "in", "not_in"] = Field(
+        ">=", description="Comparison: keep rows where `column OP value`; `in` / `not_in` test membership in a list"
+    )
+    value: float | int | str | list[float | int | str] = Field(
+        description="Value to compare against (a list for `in` / `not_in`)"
+    )
     keep_null: bool = Field(False, description="Keep rows whose column is null (else reject as `null_value`)")
+    reason: str = Field(
+        "threshold", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Reject reason written for rows that fail the comparison (e.g. `low_language_score`)",
+    )
+
+    @model_validator(mode="after")
+    def _value_shape(self) -> "ThresholdFilterParams":
+        is_list = isinstance(self.value, list)
+        if self.op in ("in", "not_in") and not is_list:
+            raise ValueError(f"op '{self.op}' needs a list value, e.g. value: [en, de]")
+        if self.op not in ("in", "not_in") and is_list:
+            raise ValueError(f"op '{self.op}' compares with one value; use op: in / not_in for a list")
+        if is_list and not self.value:
+            raise ValueError(f"op '{self.op}' needs a non-empty list")
+        if self.reason == "null_value":
+            raise ValueError("reason 'null_value' is reserved for null values")
+        return self
 
 
 class ThresholdFilter(MapStage):
-    """Keep rows where a column satisfies a comparison (e.g. `quality >= 0.5`).
+    """Keep rows where a column satisfies a comparison (e.g. `quality >= 0.5`, or
+    `language in [en, de]`).
 
-    Rejects: `threshold` (detail: the value), or `null_value` for nulls.
+    Rejects: `threshold` (or the `reason` you set; detail: the value), or `null_value` for nulls.
     """
 
     name = "threshold_filter"
     Params = ThresholdFilterParams
-    reject_reasons = {"threshold": "the value fails the comparison", "null_value": "the value is null"}
+    reject_reasons = {"threshold": "the value fails the comparison (the `reason` parameter renames it)",
+                      "null_value": "the value is null"}
+
+    def reasons(self) -> dict[str, str]:
+        p = self.params
+        return {p.reason: f"{p.column} {p.op} {p.value!r} does not hold", "null_value": "the value is null"}
 
     def required_columns(self) -> set[str]:
         return {self.params.column}
@@ -128,7 +155,11 @@ class ThresholdFilter(MapStage):
             raise StageError(f"threshold_filter '{self.node_id}': column '{p.column}' is missing")
         col = batch.column(p.column)
         try:
-            res = _OPS[p.op](col, pa.scalar(p.value))
+            if p.op in ("in", "not_in"):
+                res = pc.is_in(col, value_set=pa.array(p.value).cast(col.type))
+                res = pc.invert(res) if p.op == "not_in" else res
+            else:
+                res = _OPS[p.op](col, pa.scalar(p.value))
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise StageError(
                 f"threshold_filter '{self.node_id}': cannot compare column '{p.column}' of type {col.type} "
@@ -136,7 +167,7 @@ class ThresholdFilter(MapStage):
             ) from None
         isnull = pc.is_null(col)
         keep = pc.if_else(isnull, p.keep_null, res)
-        reason = pc.if_else(isnull, "null_value", "threshold")
+        reason = pc.if_else(isnull, "null_value", p.reason)
         detail = pc.cast(col, pa.string())
         return split_batch(batch, keep, reason, pc.fill_null(detail, ""))
 
