@@ -355,3 +355,16 @@ def test_large_pool_uses_histogram_passes_and_stays_exact(tmp_path):
     assert state["threshold"] == exp and state["stats"]["passes"] > 3  # histogram rounds were needed
     assert res.kept.num_rows == int((scores >= exp).sum()) == state["stats"]["kept_docs"]
     assert state["stats"]["kept_chars"] == int(lens[scores >= exp].sum())
+
+
+@pytest.mark.parametrize("n_files", [1, 3])
+def test_fraction_chars_cumulative_exactly_at_the_target(tmp_path, n_files):
+    """The cut is at the first document whose cumulative characters *exceed* the target:
+    lengths [50, 50, 100, 800], 10 % of 1000 = 100 chars; after 'b' the sum is exactly 100,
+    which does not exceed it, so the threshold is c's score and a, b and c are kept."""
+    t = pa.table({"id": ["a", "b", "c", "d"], "text": ["x" * 50, "y" * 50, "z" * 100, "w" * 800],
+                  "quality": [0.9, 0.8, 0.7, 0.1]})
+    state, res, _ = _fit_apply(tmp_path, t, n_files=n_files, fraction_chars=0.1)
+    assert state["threshold"] == 0.7
+    assert res.kept.column("id").to_pylist() == ["a", "b", "c"]
+    assert res.rejected.column("id").to_pylist() == ["d"]
