@@ -1,8 +1,9 @@
 """Service configuration, read once from ``CURATE_*`` environment variables.
 
-``CURATE_HOME``            state directory (DB, job dirs, schedule indexes); ``./.curate``
+``CURATE_HOME``            state directory (DB, job dirs, schedule state); ``./.curate``
 ``CURATE_DB_URL``          SQLAlchemy URL; default ``sqlite:///$CURATE_HOME/curate.db``
-``CURATE_API_TOKEN``       bearer token for mutating routes; unset -> loopback-only server
+``CURATE_API_TOKEN``       bearer token for every route but health, readiness, metrics and
+                           the stage catalogue; unset -> loopback-only server, all open
 ``CURATE_DATA_ROOTS``      comma-separated local dirs / ``s3://bucket/prefix`` that specs may
                            read and write; default: the server's working directory
 ``CURATE_RAY_ADDRESS``     Ray cluster for job drivers; unset -> an embedded local Ray head

@@ -27,7 +27,7 @@ class _JobStates:
         g = GaugeMetricFamily("curate_jobs", "Jobs by state", labels=["state"])
         try:
             counts = self.store.count_by_state()
-        except Exception:  # pragma: no cover - DB down: report nothing rather than fail the scrape
+        except Exception:  # noqa: BLE001 # pragma: no cover - DB down: report nothing rather than fail the scrape
             counts = {}
         for s, n in sorted(counts.items()):
             g.add_metric([s], n)

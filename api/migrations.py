@@ -106,7 +106,20 @@ def _m3_indexes(conn: Connection) -> None:
     Index("ix_jobs_created", jobs.c.created_at).create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_jobs, _m2_schedules, _m3_indexes]
+def _m4_schedule_state_dir(conn: Connection) -> None:
+    """``schedules.index_dir`` (the MinHash index of a schedule) becomes ``state_dir``: the
+    schedule's directory of per-node state (``<state_dir>/<node id>``). Existing rows keep
+    their directory as their state dir; the old single index in it is not a per-node
+    directory, so an existing schedule's next run starts a new per-node state."""
+    conn.execute(text("ALTER TABLE schedules RENAME COLUMN index_dir TO state_dir"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _m1_jobs,
+    _m2_schedules,
+    _m3_indexes,
+    _m4_schedule_state_dir,
+]
 """Migration ``i`` (0-based) brings the schema to version ``i + 1``."""
 
 LATEST = len(MIGRATIONS)

@@ -160,16 +160,15 @@ class EmbeddedRay:
             cmd += ["--num-cpus", str(self.num_cpus)]
         env = {**os.environ, **self.driver_env()}
         env.pop("RAY_ADDRESS", None)
-        logf = open(self.dir / "head.log", "wb")
-        proc = subprocess.Popen(
-            cmd,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        logf.close()
+        with open(self.dir / "head.log", "wb") as logf:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         self._proc = proc
         self.address, self.pgid = f"127.0.0.1:{port}", proc.pid
         deadline = time.time() + timeout

@@ -5,9 +5,10 @@ Each run of a schedule
 * expands every input of the template and keeps only the shards (files) no earlier run of
   the schedule has claimed, identified by path plus content digest (local files: xxh3-128
   of the bytes; object stores: the ETag) — a rewritten file counts as new;
-* points every ``minhash_dedup`` node at the schedule's MinHash index directory
-  (``against_index``, once an earlier run has written it, and ``write_index`` so the run
-  appends a new index version);
+* asks every node's stage for its refresh overrides (``Stage.refresh_params(state_dir)``,
+  with ``state_dir`` that node's directory under the schedule's state directory, kept
+  across runs) and applies them to the node's params (None removes a key): that is how a
+  dedup stage dedups each run against the survivors of earlier runs;
 * writes to a per-run output prefix: ``{run}`` in an output path is replaced by the
   zero-padded run number, otherwise ``/run-NNNNN`` is appended.
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import xxhash
 from croniter import croniter
@@ -35,12 +37,8 @@ from croniter import croniter
 from api import store as st
 from api.periodic import Periodic
 
-if TYPE_CHECKING:  # pragma: no cover
-    from api.service import Service
-
 log = logging.getLogger("curate.api")
 
-DEDUP_STAGE = "minhash_dedup"
 CLAIMED = (st.QUEUED, st.RUNNING, st.SUCCEEDED, st.INTERRUPTED)
 
 
@@ -99,12 +97,68 @@ def output_path(template: str, run: int) -> str:
     return template.rstrip("/") + f"/run-{run:05d}"
 
 
-class Scheduler(Periodic):
-    """Fires due schedules; a background thread calls :meth:`tick` every second."""
+def node_state_dir(state_dir: str | Path, node_id: str) -> Path:
+    """The directory a node keeps across a schedule's runs: ``state_dir/<node id>``. A node
+    id that is not a plain file name (it may hold ``/``, ``..``, spaces...) is made one and
+    suffixed with a digest, so two ids never share a directory and none escapes."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", node_id)
+    if safe != node_id or safe in (".", "..") or not safe:
+        safe = f"{safe[:80]}-{xxhash.xxh3_64_hexdigest(node_id.encode())}"
+    return Path(state_dir) / safe
 
-    def __init__(self, service: Service, clock: Callable[[], float] = time.time):
-        self.svc = service
-        self.store = service.store
+
+def apply_refresh_params(spec: dict, state_dir: str | Path) -> None:
+    """Apply every node's ``refresh_params`` overrides to ``spec`` (in place); a None value
+    removes the key. The stage is built from the registry with the node's params."""
+    from curate.registry import get_stage_class
+
+    for node in spec.get("nodes") or []:
+        stage = get_stage_class(node["stage"])(node.get("params") or {})
+        overrides = stage.refresh_params(str(node_state_dir(state_dir, node["id"])))
+        if not overrides:
+            continue
+        params = node.setdefault("params", {})
+        for key, value in overrides.items():
+            if value is None:
+                params.pop(key, None)
+            else:
+                params[key] = value
+
+
+class JobIntake(Protocol):
+    """What the scheduler needs from the service: spec checks and job submission."""
+
+    def check_spec(self, spec: dict, *, check_inputs: bool = True) -> dict: ...
+
+    def submit(
+        self,
+        spec: dict,
+        *,
+        schedule_id: str | None = None,
+        run_number: int | None = None,
+        shards: list[tuple[str, str]] | None = None,
+        checked: bool = False,
+    ) -> dict: ...
+
+
+class Scheduler(Periodic):
+    """Fires due schedules; a background thread calls :meth:`tick` every ``poll_s`` seconds.
+
+    ``intake`` checks templates and submits runs (the service); ``schedules_dir`` holds one
+    directory per schedule."""
+
+    def __init__(
+        self,
+        store: st.Store,
+        intake: JobIntake,
+        schedules_dir: Path,
+        poll_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.intake = intake
+        self.schedules_dir = Path(schedules_dir)
+        self.poll_s = poll_s
         self.clock = clock
         self._lock = threading.Lock()
         self._init_periodic()
@@ -112,22 +166,21 @@ class Scheduler(Periodic):
     _thread_name = "curate-scheduler"
 
     def _interval(self) -> float:
-        return self.svc.cfg.scheduler_poll_s
+        return self.poll_s
 
     # -- CRUD ------------------------------------------------------------------------------
     def create(self, name: str, cron: str, template: dict) -> dict:
         """Validate and store a schedule (BadCron, BadSpec, PathNotAllowed on bad input)."""
         cron = check_cron(cron)
-        tmpl = self.svc.check_spec(template, check_inputs=False)
+        tmpl = self.intake.check_spec(template, check_inputs=False)
         sid = st.new_id()
-        index_dir = str(self.svc.cfg.schedules_dir / sid / "minhash_index")
         return self.store.create_schedule(
             sched_id=sid,
             name=name,
             cron=cron,
             template=tmpl,
             next_run_at=next_fire(cron, self.clock()),
-            index_dir=index_dir,
+            state_dir=str(self.schedules_dir / sid / "state"),
         )
 
     # -- firing ------------------------------------------------------------------------------
@@ -149,6 +202,11 @@ class Scheduler(Periodic):
                 if job_id:
                     started.append(job_id)
         return started
+
+    def trigger(self, s: dict) -> str | None:
+        """Run schedule ``s`` now, serialized with the ticks; returns the job id (or None)."""
+        with self._lock:
+            return self.fire(s)
 
     def fire(self, s: dict, now: float | None = None) -> str | None:
         """Start one run of schedule ``s`` now (if it has new shards); returns the job id."""
@@ -180,23 +238,16 @@ class Scheduler(Periodic):
             self.store.update_schedule(s["id"], last_run_at=now, last_message="no new shards")
             return None
         run = int(s.get("runs") or 0) + 1
-        index_dir = Path(s["index_dir"])
-        has_index = (index_dir / "index.json").is_file()  # written by an earlier run's minhash_dedup
-        for node in spec.get("nodes") or []:
-            if node.get("stage") == DEDUP_STAGE:
-                params = node.setdefault("params", {})
-                if has_index:
-                    params["against_index"] = str(index_dir)
-                else:
-                    params.pop("against_index", None)
-                params["write_index"] = str(index_dir)
+        state_dir = Path(s["state_dir"])
+        state_dir.mkdir(parents=True, exist_ok=True)
+        apply_refresh_params(spec, state_dir)
         for out in (spec.get("outputs") or {}).values():
             out["path"] = output_path(out["path"], run)
         spec["name"] = f"{spec.get('name') or s['name']}-run{run:05d}"
-        index_dir.parent.mkdir(parents=True, exist_ok=True)
-        # The template passed the sandbox at creation; the run spec only adds the
-        # service's own index dir, so it is validated but not re-sandboxed.
-        job = self.svc.submit(
+        # The template passed the sandbox at creation; the run spec only adds what the
+        # stages' refresh hooks point into the service's own state dir, so it is
+        # validated but not re-sandboxed.
+        job = self.intake.submit(
             self._validated(spec), schedule_id=s["id"], run_number=run, shards=claimed, checked=True
         )
         self.store.update_schedule(
@@ -214,21 +265,3 @@ class Scheduler(Periodic):
         validate_spec(spec)
         return spec
 
-
-def schedule_view(s: dict) -> dict[str, Any]:
-    def iso(t: float | None) -> str | None:
-        return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-    return {
-        "id": s["id"],
-        "name": s["name"],
-        "cron": s["cron"],
-        "template": s["template"],
-        "created_at": iso(s.get("created_at")),
-        "next_run_at": iso(s.get("next_run_at")),
-        "last_run_at": iso(s.get("last_run_at")),
-        "last_job_id": s.get("last_job_id"),
-        "runs": s.get("runs") or 0,
-        "index_dir": s.get("index_dir"),
-        "last_message": s.get("last_message"),
-    }

@@ -8,15 +8,15 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import time
 from typing import Any
 
 from api import store as st
 from api.config import Config
 from api.metrics import Metrics
 from api.raycluster import EmbeddedRay, tcp_alive
-from api.runner import Supervisor
+from api.scheduler import Scheduler
 from api.security import PathNotAllowed, sandbox_spec
+from api.supervisor import Supervisor
 
 log = logging.getLogger("curate.api")
 
@@ -63,7 +63,7 @@ def parse_spec_body(body: bytes, content_type: str | None) -> dict:
     except SpecError as e:
         msg = "; ".join(p["message"] for p in _problems(e))
         raise BadSpec(400, f"malformed YAML/JSON: {msg}") from None
-    except Exception as e:  # pragma: no cover - parser corner cases
+    except Exception as e:  # noqa: BLE001 # pragma: no cover - parser corner cases
         raise BadSpec(400, f"malformed YAML/JSON: {e}") from None
 
 
@@ -79,14 +79,12 @@ class Service:
         self.ray: EmbeddedRay | None = None
         self.ray_address = cfg.ray_address
         self.supervisor: Supervisor | None = None
-        self.scheduler = None
+        self.scheduler: Scheduler | None = None
         self.started = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Start Ray (embedded default), reconcile jobs, start supervising and scheduling."""
-        from api.scheduler import Scheduler
-
         ray_env: dict[str, str] = {}
         if self.cfg.executor == "ray" and self.cfg.embedded_ray:
             self.ray = EmbeddedRay(self.cfg.home, num_cpus=self.cfg.ray_cpus)
@@ -96,7 +94,7 @@ class Service:
             self.cfg, self.store, self.ray_address, ray_env, on_finish=self._on_finish
         )
         self.supervisor.start()
-        self.scheduler = Scheduler(self)
+        self.scheduler = Scheduler(self.store, self, self.cfg.schedules_dir, self.cfg.scheduler_poll_s)
         self.scheduler.start()
         self.started = True
 
@@ -120,7 +118,7 @@ class Service:
         try:
             self.store.ping()
             checks["db"] = {"ok": True, "schema_version": self.store.version}
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure means not ready; the reply says which
             checks["db"] = {"ok": False, "error": str(e)}
         if self.cfg.executor != "ray":
             checks["ray"] = {"ok": True, "note": "local executor, Ray not used"}
@@ -149,7 +147,7 @@ class Service:
             validate_spec(spec, check_inputs=check_inputs)
         except SpecError as e:
             raise BadSpec(422, "invalid pipeline spec", _problems(e)) from None
-        except Exception as e:  # anything else a hostile spec can provoke is still the spec's fault
+        except Exception as e:  # noqa: BLE001 - anything else a hostile spec can provoke is still the spec's fault
             log.info("spec rejected by %s: %s", type(e).__name__, e)
             raise BadSpec(
                 422,
@@ -191,44 +189,4 @@ class Service:
     def _on_finish(self, job: dict, stats: dict | None) -> None:
         self.metrics.job_finished(job, stats)
 
-
-def job_view(store: st.Store, job: dict, include_spec: bool = True) -> dict:
-    """The API representation of a stored job."""
-
-    def iso(t: float | None) -> str | None:
-        return (
-            None
-            if t is None
-            else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
-        )
-
-    started, finished = job.get("started_at"), job.get("finished_at")
-    end = finished or (time.time() if job.get("state") == st.RUNNING else None)
-    out = {
-        "id": job["id"],
-        "name": job.get("name"),
-        "state": job["state"],
-        "created_at": iso(job.get("created_at")),
-        "started_at": iso(started),
-        "finished_at": iso(finished),
-        "duration_s": round(end - started, 3) if started and end else None,
-        "error": job.get("error"),
-        "spec_hash": job.get("spec_hash"),
-        "attempt": job.get("attempt") or 0,
-        "progress": (job.get("progress") or {}).get("steps", []),
-        "ledger": job.get("ledger") or {},
-        "outputs": job.get("outputs") or {},
-        "artifacts": job.get("artifacts") or {"job_dir": job.get("job_dir")},
-        "history": [
-            {"state": e["state"], "at": iso(e["at"]), "message": e.get("message")}
-            for e in store.job_events(job["id"])
-        ],
-        "schedule_id": job.get("schedule_id"),
-        "run_number": job.get("run_number"),
-    }
-    if include_spec:
-        out["spec"] = job.get("spec")
-    return out
-
-
-__all__ = ["BadSpec", "PathNotAllowed", "Service", "job_view", "parse_spec_body"]
+__all__ = ["BadSpec", "PathNotAllowed", "Service", "parse_spec_body"]

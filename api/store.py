@@ -97,7 +97,7 @@ schedules = Table(
     Column("last_run_at", Float),
     Column("last_job_id", String(32)),
     Column("runs", Integer),
-    Column("index_dir", Text),
+    Column("state_dir", Text),
     Column("last_message", Text),
 )
 schedule_shards = Table(
@@ -187,24 +187,24 @@ class Store:
         run_number: int | None = None,
     ) -> dict:
         now = time.time()
-        row = dict(
-            id=job_id,
-            name=name,
-            state=QUEUED,
-            spec=spec,
-            spec_hash=spec_hash(spec),
-            job_dir=job_dir,
-            created_at=now,
-            updated_at=now,
-            outputs=outputs,
-            ledger={},
-            progress={},
-            artifacts={},
-            attempt=0,
-            resume=False,
-            schedule_id=schedule_id,
-            run_number=run_number,
-        )
+        row = {
+            "id": job_id,
+            "name": name,
+            "state": QUEUED,
+            "spec": spec,
+            "spec_hash": spec_hash(spec),
+            "job_dir": job_dir,
+            "created_at": now,
+            "updated_at": now,
+            "outputs": outputs,
+            "ledger": {},
+            "progress": {},
+            "artifacts": {},
+            "attempt": 0,
+            "resume": False,
+            "schedule_id": schedule_id,
+            "run_number": run_number,
+        }
         with self.engine.begin() as c:
             c.execute(insert(jobs).values(**row))
             c.execute(insert(job_events).values(job_id=job_id, state=QUEUED, at=now, message="submitted"))
@@ -305,18 +305,18 @@ class Store:
     # -- schedules ---------------------------------------------------------------------
     @_writes
     def create_schedule(
-        self, *, sched_id: str, name: str, cron: str, template: dict, next_run_at: float, index_dir: str
+        self, *, sched_id: str, name: str, cron: str, template: dict, next_run_at: float, state_dir: str
     ) -> dict:
-        row = dict(
-            id=sched_id,
-            name=name,
-            cron=cron,
-            template=template,
-            created_at=time.time(),
-            next_run_at=next_run_at,
-            runs=0,
-            index_dir=index_dir,
-        )
+        row = {
+            "id": sched_id,
+            "name": name,
+            "cron": cron,
+            "template": template,
+            "created_at": time.time(),
+            "next_run_at": next_run_at,
+            "runs": 0,
+            "state_dir": state_dir,
+        }
         with self.engine.begin() as c:
             c.execute(insert(schedules).values(**row))
         return row
@@ -351,7 +351,7 @@ class Store:
         with self.engine.begin() as c:
             c.execute(
                 insert(schedule_shards),
-                [dict(schedule_id=sched_id, path=p, digest=d, job_id=job_id, at=now) for p, d in shards],
+                [{"schedule_id": sched_id, "path": p, "digest": d, "job_id": job_id, "at": now} for p, d in shards],
             )
 
     def seen_shards(self, sched_id: str, job_states: Iterable[str]) -> set[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from api.app import create_app
 from api.cli import serve_host
 from api.security import PathNotAllowed, check_path, sandbox_spec
 from api.store import Store
+from api.views import iso
 from tests.corpus import branch_join_spec, write_corpus
 from tests.test_api_util import TOKEN, local_config, wait_state
 
@@ -28,6 +30,9 @@ def env(tmp_path):
     app = create_app(cfg)
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c, tmp_path, app
+
+
+ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def _spec(tmp: Path, out: str = "out/kept") -> dict:
@@ -74,6 +79,11 @@ def test_job_end_to_end_ledger_history_rejects_report_metrics(env):
 
     listing = c.get("/v1/jobs", params={"state": "succeeded"}).json()
     assert listing["total"] == 1 and listing["items"][0]["id"] == jid
+    # one timestamp format in details, history and the list
+    stamps = [j[k] for k in ("created_at", "started_at", "finished_at")] + [h["at"] for h in j["history"]]
+    stamps += [listing["items"][0][k] for k in ("created_at", "started_at", "finished_at")]
+    assert all(ISO_MS_Z.match(t) for t in stamps), stamps
+    assert listing["items"][0]["created_at"] == j["created_at"]
     assert c.get("/v1/jobs", params={"state": "failed"}).json()["total"] == 0
 
 
@@ -239,6 +249,15 @@ def test_cancel_queued_job(tmp_path):
 
 
 # -- units ------------------------------------------------------------------------------------------
+def test_iso_is_utc_milliseconds_with_z():
+    assert iso(None) is None
+    assert iso(0) == "1970-01-01T00:00:00.000Z"
+    assert iso(1_700_000_000.5) == "2023-11-14T22:13:20.500Z"
+    assert iso(1_700_000_000.0421) == "2023-11-14T22:13:20.042Z"
+    assert iso(1_700_000_000.9999) == "2023-11-14T22:13:20.999Z"  # truncated, never the next second
+    assert ISO_MS_Z.match(iso(time.time()))
+
+
 def test_migrations_upgrade_an_old_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     from api.store import make_engine

@@ -81,8 +81,9 @@ def test_store_on_postgres(pg_url):
     assert total == 2 and rows[0]["id"] == "p2"
     assert s.list_jobs(state="running")[1] == 1 and s.count_by_state()["queued"] == 1
     s.create_schedule(
-        sched_id="s", name="n", cron="0 3 * * *", template={"t": 1}, next_run_at=1.0, index_dir="/i"
+        sched_id="s", name="n", cron="0 3 * * *", template={"t": 1}, next_run_at=1.0, state_dir="/i"
     )
+    assert s.get_schedule("s")["state_dir"] == "/i"  # the column renamed by migration 4
     s.add_shards("s", "p2", [("/a.parquet", "xxh3:1"), ("/b.parquet", "xxh3:2")])
     assert s.seen_shards("s", ["queued"]) == {("/a.parquet", "xxh3:1"), ("/b.parquet", "xxh3:2")}
     assert s.seen_shards("s", ["succeeded"]) == set()

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.scheduler import check_cron, next_fire, output_path
+from api.scheduler import check_cron, next_fire, node_state_dir, output_path
+from api.views import iso
 from curate.registry import stage_names
 from curate.testing import textgen
 from tests.test_api_util import local_config, wait_state
@@ -58,6 +59,52 @@ def test_cron_helpers():
     assert output_path("/x/{run}/kept", 12) == "/x/00012/kept"
 
 
+def test_node_state_dirs_stay_inside_and_apart(tmp_path):
+    assert node_state_dir(tmp_path, "mh") == tmp_path / "mh"
+    odd = ["../up", "a/b", "a_b", "..", ".", "", "x y", "a\\b"]
+    dirs = [node_state_dir(tmp_path, n) for n in odd]
+    assert len(set(dirs)) == len(odd)  # "a/b" and "a_b" do not share a directory
+    for d in dirs:
+        assert d.parent == tmp_path and d.name not in ("", ".", "..")
+
+
+def test_refresh_params_come_from_each_stage_hook(tmp_path, monkeypatch):
+    """The scheduler applies whatever a node's stage returns from refresh_params (None
+    removes a key), passing each node its own state dir; it names no stage."""
+    import curate.registry
+    from api.scheduler import apply_refresh_params
+    from curate.params import StageParams
+    from curate.stage import MapStage
+
+    seen = []
+
+    class ToyParams(StageParams):
+        drop: int | None = None
+        keep: int = 0
+        where: str | None = None
+
+    class Toy(MapStage):
+        name = "toy"
+        Params = ToyParams
+
+        def refresh_params(self, state_dir: str) -> dict:
+            seen.append((self.params.keep, state_dir))
+            return {"where": state_dir, "drop": None}
+
+    real = curate.registry.get_stage_class
+    monkeypatch.setattr(curate.registry, "get_stage_class", lambda n: Toy if n == "toy" else real(n))
+    spec = {
+        "nodes": [
+            {"id": "t", "stage": "toy", "params": {"drop": 1, "keep": 2}},
+            {"id": "len", "stage": "length_filter", "params": {"min_words": 3}},
+        ]
+    }
+    apply_refresh_params(spec, tmp_path)
+    assert spec["nodes"][0]["params"] == {"keep": 2, "where": str(tmp_path / "t")}
+    assert spec["nodes"][1]["params"] == {"min_words": 3}  # the default hook changes nothing
+    assert seen == [(2, str(tmp_path / "t"))]  # the stage was built from the node's params
+
+
 def test_schedule_runs_new_shards_only_missed_runs_fire_once_and_survive_restart(tmp_path):
     data = tmp_path / "data"
     prose = textgen.prose_paragraphs(90, 11)
@@ -73,6 +120,9 @@ def test_schedule_runs_new_shards_only_missed_runs_fire_once_and_survive_restart
         assert r.status_code == 201, r.text
         s = r.json()
         sid = s["id"]
+        stored = svc.store.get_schedule(sid)
+        assert s["state_dir"] == stored["state_dir"] == str(cfg.schedules_dir / sid / "state")
+        assert s["created_at"] == iso(stored["created_at"]) and s["next_run_at"].endswith("Z")
         nxt = svc.store.get_schedule(sid)["next_run_at"]
         assert nxt > time.time()
         assert svc.scheduler.tick(now=nxt - 10) == []  # not due yet
@@ -113,7 +163,8 @@ def test_schedule_runs_new_shards_only_missed_runs_fire_once_and_survive_restart
         assert _rows(str(data / "curated/run-00001")) == _rows(r1["outputs"]["kept"])  # run 1 untouched
 
         if HAS_MINHASH:
-            idx = svc.store.get_schedule(sid)["index_dir"]
+            # minhash_dedup's refresh hook points it at its node directory in the schedule's state dir
+            idx = str(node_state_dir(svc.store.get_schedule(sid)["state_dir"], "mh"))
             mh1 = next(n for n in r1["spec"]["nodes"] if n["id"] == "mh")["params"]
             mh2 = next(n for n in r2["spec"]["nodes"] if n["id"] == "mh")["params"]
             assert "against_index" not in mh1 and mh1["write_index"] == idx

@@ -492,8 +492,10 @@ class Job:
     def _report_progress(self, step: str, done: int, total: int) -> None:
         self._progress_state["steps"][step] = {"done": done, "total": total}
         self._progress_state["nodes"] = {k: {x: v.get(x, 0) for x in ("in", "kept", "rejected")} for k, v in self.node_stats.items()}
+        # progress.json's steps are a list of {step, done, total} (workers.job_files.Progress)
+        steps = [{"step": k, **v} for k, v in self._progress_state["steps"].items()]
         try:
-            write_json_atomic(self.job_dir / "progress.json", self._progress_state)
+            write_json_atomic(self.job_dir / "progress.json", {**self._progress_state, "steps": steps})
         except OSError:
             pass
         if self.progress:

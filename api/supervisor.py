@@ -1,11 +1,11 @@
 """Job supervision: one driver subprocess per job, watched by a background thread.
 
-The driver (``python -m curate.cli run SPEC --job-dir DIR --executor ray --ray-address A``)
-runs in its own session, so cancelling kills exactly its process group and an API crash
-does not kill it. It reports through files in the job directory: ``progress.json``
-(rewritten atomically while it runs) and ``result.json`` at the end. The supervisor
-copies progress into the store, launches queued jobs when a slot is free, finalizes
-finished ones and, at start-up, reconciles jobs left ``running`` by an earlier API
+The driver (``cfg.driver_cmd SPEC --job-dir DIR --executor ray --ray-address A``) runs in
+its own session, so cancelling kills exactly its process group and an API crash does not
+kill it. It reports through the files of :mod:`workers.job_files` in the job directory:
+``progress.json`` (rewritten atomically while it runs) and ``result.json`` at the end. The
+supervisor copies progress into the store, launches queued jobs when a slot is free,
+finalizes finished ones and, at start-up, reconciles jobs left ``running`` by an earlier API
 process: still alive -> adopted; finished -> recorded from ``result.json``; otherwise
 -> ``interrupted`` (``retry`` resumes it from its completed shards).
 """
@@ -29,6 +29,7 @@ import psutil
 from api import store as st
 from api.config import Config
 from api.periodic import Periodic
+from workers.job_files import PROGRESS_FILE, RESULT_FILE, read_progress, read_result
 
 log = logging.getLogger("curate.api")
 
@@ -61,6 +62,7 @@ class Handle:
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -72,15 +74,6 @@ def _code_root() -> str:
     import curate
 
     return str(Path(curate.__file__).resolve().parents[1])
-
-
-def normalize_steps(steps: Any) -> list[dict]:
-    """Progress steps as a list of {step, done, total} (the driver may write a dict)."""
-    if isinstance(steps, dict):
-        return [{"step": k, **(v if isinstance(v, dict) else {"done": v})} for k, v in steps.items()]
-    if isinstance(steps, list):
-        return [s for s in steps if isinstance(s, dict)]
-    return []
 
 
 def log_tail(path: Path, n: int = 2000) -> str:
@@ -161,7 +154,7 @@ class Supervisor(Periodic):
                 log.info("job %s: driver %s still running, adopted", job["id"], pid)
                 self.handles[job["id"]] = Handle(job["id"], pid, jd)
                 continue
-            if (jd / "result.json").exists():
+            if (jd / RESULT_FILE).exists():
                 self._finalize(job, None, note="finished while the API was down")
             else:
                 mark_incomplete(
@@ -197,22 +190,21 @@ class Supervisor(Periodic):
         self._launch_queued()
 
     def _refresh_progress(self, h: Handle) -> None:
-        p = h.job_dir / "progress.json"
         try:
-            m = p.stat().st_mtime
+            m = (h.job_dir / PROGRESS_FILE).stat().st_mtime
         except OSError:
             return
         if m == h.progress_mtime:
             return
-        data = read_json(p)
-        if isinstance(data, dict):
-            h.progress_mtime = m
-            fields: dict[str, Any] = {
-                "progress": {"steps": normalize_steps(data.get("steps")), "updated_at": m}
-            }
-            if isinstance(data.get("nodes"), dict):
-                fields["ledger"] = data["nodes"]
-            self.store.update_job(h.job_id, **fields)
+        progress = read_progress(h.job_dir)
+        if progress is None:  # being replaced, or unreadable: try again next tick
+            return
+        h.progress_mtime = m
+        self.store.update_job(
+            h.job_id,
+            progress={"steps": [s.model_dump() for s in progress.steps], "updated_at": m},
+            ledger={k: v.model_dump(by_alias=True) for k, v in progress.nodes.items()},
+        )
 
     def _launch_queued(self) -> None:
         with self.lock:
@@ -236,7 +228,7 @@ class Supervisor(Periodic):
     def launch(self, job: dict) -> None:
         jd = Path(job["job_dir"])
         jd.mkdir(parents=True, exist_ok=True)
-        (jd / "result.json").unlink(missing_ok=True)
+        (jd / RESULT_FILE).unlink(missing_ok=True)
         spec_file = jd / "submitted_spec.json"
         spec_file.write_text(json.dumps(job["spec"], indent=2, sort_keys=True))
         cmd = [*self.cfg.driver_cmd, str(spec_file), "--job-dir", str(jd), "--executor", self.cfg.executor]
@@ -289,7 +281,7 @@ class Supervisor(Periodic):
     ) -> None:
         jd = Path(job["job_dir"])
         outputs = job.get("outputs") or {}
-        result = read_json(jd / "result.json")
+        result = read_result(jd)
         stats = read_json(jd / "stats.json")
         ledger = read_json(jd / "ledger.json")
         fields: dict[str, Any] = {
@@ -301,11 +293,9 @@ class Supervisor(Periodic):
             fields["ledger"] = ledger
         elif isinstance(stats, dict) and isinstance(stats.get("nodes"), dict):
             fields["ledger"] = stats["nodes"]
-        if isinstance(result, dict) and isinstance(result.get("outputs"), dict):
-            fields["outputs"] = {**outputs, **result["outputs"]}
-        finished_ok = (
-            isinstance(result, dict) and result.get("state") == st.SUCCEEDED and code in (0, -1, None)
-        )
+        if result is not None:
+            fields["outputs"] = {**outputs, **result.outputs}
+        finished_ok = result is not None and result.state == st.SUCCEEDED and code in (0, -1, None)
         if cancelled and not finished_ok:
             mark_incomplete(jd, outputs, "cancelled")
             state, msg, err = (
@@ -316,9 +306,9 @@ class Supervisor(Periodic):
         elif finished_ok:  # (a cancel that came too late does not undo a finished job)
             clear_incomplete(jd, outputs)
             state, msg, err = st.SUCCEEDED, note or "succeeded", None
-        elif isinstance(result, dict):
+        elif result is not None:
             state, msg = st.FAILED, note or "failed"
-            err = str(result.get("error") or f"driver exited with code {code}")
+            err = str(result.error or f"driver exited with code {code}")
         else:
             state, msg = st.FAILED, note or "failed"
             if code == 2:
@@ -329,14 +319,12 @@ class Supervisor(Periodic):
         if state != st.SUCCEEDED and not cancelled:
             mark_incomplete(jd, outputs, f"{state}: {err}")
         fields["error"] = err
-        if self.store.transition(job["id"], state, msg, expect=[st.RUNNING], **fields):
-            if self.on_finish:
-                try:
-                    self.on_finish(
-                        {**job, **fields, "state": state}, stats if isinstance(stats, dict) else None
-                    )
-                except Exception:  # pragma: no cover
-                    log.exception("on_finish hook failed")
+        moved = self.store.transition(job["id"], state, msg, expect=[st.RUNNING], **fields)
+        if moved and self.on_finish:
+            try:
+                self.on_finish({**job, **fields, "state": state}, stats if isinstance(stats, dict) else None)
+            except Exception:  # pragma: no cover
+                log.exception("on_finish hook failed")
 
     @staticmethod
     def artifacts(jd: Path) -> dict[str, str]:
