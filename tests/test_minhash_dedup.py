@@ -243,14 +243,15 @@ def test_hash_bits_32(tmp_path):
 
 def test_batches_are_split_by_bytes(tmp_path, corpus, monkeypatch):
     """Huge batches are cut into bounded chunks; the decisions do not change."""
-    import curate.stages.minhash_dedup as mod
+    from curate.stages.minhash_dedup import layout
+    from curate.stages.minhash_dedup.signatures import byte_chunks
 
     files = _write(tmp_path, corpus.table().slice(0, 400), 1)
     _, k1, _ = _run(tmp_path / "a", files, {"verify_jaccard": 0.8})
-    chunks = list(mod._byte_chunks(pq.read_table(files[0]), "text"))
+    chunks = list(byte_chunks(pq.read_table(files[0]), "text"))
     assert len(chunks) == 1
-    monkeypatch.setattr(mod, "_MAX_CHUNK_BYTES", 20_000)
-    chunks = list(mod._byte_chunks(pq.read_table(files[0]), "text"))
+    monkeypatch.setattr(layout, "MAX_CHUNK_BYTES", 20_000)
+    chunks = list(byte_chunks(pq.read_table(files[0]), "text"))
     assert len(chunks) > 10 and sum(c.num_rows for c in chunks) == 400
     assert max(pa.compute.sum(pa.compute.binary_length(c.column("text"))).as_py() for c in chunks
                if c.num_rows > 1) <= 20_000
@@ -261,15 +262,15 @@ def test_batches_are_split_by_bytes(tmp_path, corpus, monkeypatch):
 def test_threaded_fit_and_small_partitions_give_the_same_decisions(tmp_path, corpus, monkeypatch):
     """Fit tasks on threads, and set-carrying shuffles split into many small partitions
     (bounded reducer memory), change nothing in the result."""
-    import curate.stages.minhash_dedup as mod
+    from curate.stages.minhash_dedup import layout
     from workers.task_runners import ThreadTaskRunner
 
     files = _write(tmp_path, corpus.table().slice(0, 600), 3)
     params = {"verify_jaccard": 0.8, "verify_split": "coverage"}
     s1, k1, _ = _run(tmp_path / "a", files, params)
     assert s1["stats"]["verify_partitions"] == 1  # a small corpus: one partition
-    monkeypatch.setattr(mod, "_PART_BYTES", 64 * 1024)
-    monkeypatch.setattr(mod, "_MAX_CHUNK_BYTES", 50_000)  # streamed in many chunks too
+    monkeypatch.setattr(layout, "PART_BYTES", 64 * 1024)
+    monkeypatch.setattr(layout, "MAX_CHUNK_BYTES", 50_000)  # streamed in many chunks too
     st = MinHashDedup(params).bind("dd", seed=1)
     runner = ThreadTaskRunner(2)
     ctx = FitContext(runner=runner, state_dir=tmp_path / "b" / "state", scratch_dir=tmp_path / "b" / "scratch",
