@@ -39,7 +39,7 @@ def choose_keepers(ctx: FitContext, cfg: dict, cc_files: list[str], edge_files: 
     direction = "ascending" if cfg["keep_policy"] in ("lowest_id", "source_priority") else "descending"
     verify = cfg["verify_jaccard"]
     signature_sources = sources(SourceKind.SIGNATURES, sig_files)
-    member_filter = build_node_filter(ctx, edge_files, scratch / "filter-members.npy") if verify else None
+    member_filter = build_node_filter(ctx, edge_files, scratch / "filter-members") if verify else None
     mparts = (layout.set_partitions(signature_sources + index_sets, filter_nodes(member_filter), nparts)
               if verify else nparts)
     joined = ctx.shuffle(sources(SourceKind.COMPONENTS, cc_files) + signature_sources + index_meta,
@@ -137,8 +137,11 @@ def _jac_at_least(vals, offs, i, j, thr):
 def _pivot_groups(vals, offs, starts, ends, thr, max_size, central_max, forced):
     """Greedy pivot clustering inside every component (members sorted by keep priority).
 
-    An unassigned member becomes a keeper and every unassigned member whose exact
-    Jaccard with it is >= ``thr`` joins its cluster; repeat. In components of at most
+    Forced members (indexed documents, sorted first) are all keepers: they are never
+    removed, so one may not absorb another, or a new document that truly matches only
+    the absorbed one would be kept. Then an unassigned member becomes a keeper and every
+    unassigned member whose exact Jaccard with it is >= ``thr`` joins its cluster;
+    repeat. In components of at most
     ``central_max`` members the next keeper is the one with the most unassigned true
     matches (ties: keep priority), which removes the most documents; in larger ones it is
     the best unassigned member by keep priority. Components larger than ``max_size`` keep
@@ -160,10 +163,12 @@ def _pivot_groups(vals, offs, starts, ends, thr, max_size, central_max, forced):
                         adj[i, j] = True
                         adj[j, i] = True
             left = m
-            for i in range(m):  # forced keepers first (indexed documents)
-                if forced[s0 + i] and assign[s0 + i] < 0:
+            for i in range(m):  # forced keepers first (indexed documents): each is its own keeper
+                if forced[s0 + i]:
                     assign[s0 + i] = s0 + i
                     left -= 1
+            for i in range(m):  # ... and takes its unassigned true matches
+                if forced[s0 + i]:
                     for j in range(m):
                         if adj[i, j] and assign[s0 + j] < 0:
                             assign[s0 + j] = s0 + i
@@ -191,7 +196,7 @@ def _pivot_groups(vals, offs, starts, ends, thr, max_size, central_max, forced):
                 continue
             assign[i] = i
             for j in range(i + 1, e0):
-                if assign[j] < 0 and _jac_at_least(vals, offs, i, j, thr):
+                if assign[j] < 0 and not forced[j] and _jac_at_least(vals, offs, i, j, thr):
                     assign[j] = i
     return assign
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 from curate.components import unique_pairs
 from curate.fit import FitContext, ShardSet
@@ -27,7 +28,7 @@ from curate.text.minhash import sorted_jaccard
 def verify_edges(ctx: FitContext, edge_files: list[str], set_sources: list[Source], thr: float, nparts: int,
                  scratch: Path) -> tuple[list[str], int]:
     """Verified edge files (``a``, ``b``, ``jaccard``) and the shuffle partitions used."""
-    node_filter = build_node_filter(ctx, edge_files, scratch / "filter-candidates.npy")
+    node_filter = build_node_filter(ctx, edge_files, scratch / "filter-candidates")
     # each edge carries one end's set in the second join: size partitions for both
     vparts = layout.set_partitions(set_sources, filter_nodes(node_filter) + layout.count_rows(edge_files), nparts)
     half = ctx.shuffle(sources(SourceKind.CANDIDATE_EDGES, edge_files) + set_sources, VerifyMap(node_filter),
@@ -39,7 +40,7 @@ def verify_edges(ctx: FitContext, edge_files: list[str], set_sources: list[Sourc
 
 # -- node filter -------------------------------------------------------------------------
 
-_FILTERS: dict[str, np.ndarray] = {}
+_FILTERS: dict[str, np.ndarray] = {}  # loaded filters of this process (paths are content-addressed)
 
 
 def _filter_positions(uids: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +70,11 @@ def _filter_merge(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.bitwise_or(x, y)
 
 
-def build_node_filter(ctx: FitContext, edge_files: list[str], path: Path) -> str | None:
-    """Bitmap of every node of ``edge_files`` (distributed OR-aggregate), saved at ``path``."""
+def build_node_filter(ctx: FitContext, edge_files: list[str], stem: Path) -> str | None:
+    """Bitmap of every node of ``edge_files`` (distributed OR-aggregate), saved as
+    ``<stem>-<content hash>.npy``: a path names one content, so the per-process cache of
+    :func:`filter_mask` can never serve a stale filter (a later fit in the same scratch
+    directory writes a new name)."""
     if not edge_files:
         return None
     n_edges = layout.count_rows(edge_files)
@@ -78,8 +82,11 @@ def build_node_filter(ctx: FitContext, edge_files: list[str], path: Path) -> str
     while nbits < 32 * n_edges and nbits < (1 << 31):
         nbits <<= 1
     bm = ctx.aggregate(ShardSet(files=tuple(edge_files)), _FilterPartial(nbits), _filter_merge, columns=["a", "b"])
+    if bm is None:
+        bm = np.zeros(nbits // 8, np.uint8)
+    path = stem.parent / f"{stem.name}-{xxhash.xxh3_64_hexdigest(bm.tobytes())}.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, bm if bm is not None else np.zeros(nbits // 8, np.uint8))
+    np.save(path, bm)
     return str(path)
 
 
