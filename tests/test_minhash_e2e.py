@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.testing.neardup import exact_pairs, make_corpus, score_removals
+from curate.testing.neardup import make_corpus, score_removals
+from tests.minhash_guarantees import check_run
 from workers import read_output, run_pipeline
 
 
@@ -78,7 +79,10 @@ def test_refresh_against_index(tmp_path, corpus):
     p2 = {"verify_jaccard": 0.8, "against_index": str(idx), "write_index": str(idx)}
     r2 = run_pipeline(_spec(g2, tmp_path / "o2", p2), executor="local", job_dir=tmp_path / "j2")
     assert r2.stats["nodes"]["near"]["fit_stats"]["removed_as_dup_of_index"] >= 250
-    texts = read_output(tmp_path / "o1").column("text").to_pylist() + \
-        read_output(tmp_path / "o2").column("text").to_pylist()
-    a, _b, _j = exact_pairs(texts, min_jaccard=0.8)
-    assert len(a) == 0
+    # every removed doc truly matches its kept doc, and every truly matching candidate pair (within a
+    # snapshot, or between snapshot 2 and the index) lost one end; LSH recall itself is probabilistic
+    k1, k2 = read_output(tmp_path / "o1"), read_output(tmp_path / "o2")
+    assert check_run(t.slice(0, 500), k1, read_output(tmp_path / "j1" / "rejects" / "near")) >= 100
+    indexed = dict(zip(k1.column("id").to_pylist(), k1.column("text").to_pylist()))
+    assert check_run(t.slice(250, 550), k2, read_output(tmp_path / "j2" / "rejects" / "near"), idx, (1,),
+                     indexed) >= 250

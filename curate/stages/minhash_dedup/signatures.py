@@ -1,0 +1,117 @@
+"""Phase 1, signatures: one scratch signature file per input part.
+
+Per part file and in bounded chunks (``ctx.map_files``): batch-vectorized MinHash
+signatures cut into ``bands`` band keys, the node id, the shingle-set size, the keep
+policy's sort value and, when verification or the index needs them, the shingle-hash
+sets. Documents without any shingle get no row (they are never duplicates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate import schema
+from curate.fit import FitContext
+from curate.parquet_io import ParquetParts, iter_file_batches, rows_for_bytes
+from curate.stages.minhash_dedup import layout
+from curate.stages.minhash_dedup.layout import KEEP_VALUE, N_SHINGLES, SHINGLES, band_column
+from curate.text.lsh import band_keys
+from curate.text.minhash import MinHasher
+
+
+def compute_signatures(ctx: FitContext, cfg: dict, files: list[str], text_column: str,
+                       out_dir: str) -> tuple[list[str], int, int]:
+    """Signature files of ``files`` (in file order), documents read and documents without shingles."""
+    res = ctx.map_files(SignatureTask(cfg, text_column, out_dir, ctx.batch_size), files)
+    return ([r["path"] for r in res if r["path"]], sum(r["docs"] for r in res), sum(r["empty"] for r in res))
+
+
+class SignatureTask:
+    """Per part file: uid, id, band keys, keep value, shingle sets -> one scratch file."""
+
+    def __init__(self, cfg: dict, text_column: str, out_dir: str, batch_size: int):
+        self.cfg, self.text_column, self.out_dir, self.batch_size = cfg, text_column, out_dir, batch_size
+
+    def _hasher(self) -> MinHasher:
+        c = self.cfg
+        return MinHasher(c["num_perm"], c["ngram"], c["seed"], c["scheme"], c["datasketch_scheme"])
+
+    def _keep_values(self, t: pa.Table) -> pa.Array:
+        pol, col, srcs = self.cfg["keep_policy"], self.cfg["keep_column"], self.cfg["keep_sources"]
+        n = t.num_rows
+        if pol == "lowest_id":
+            return pa.array(np.zeros(n, np.int64))
+        if pol == "longest":
+            return pc.cast(pc.fill_null(pc.utf8_length(t.column(self.text_column)), 0), pa.int64())
+        if pol == "source_priority":
+            vals = t.column(col).to_pylist()
+            rank = {s: i for i, s in enumerate(srcs)}
+            return pa.array([rank.get(v, len(srcs)) for v in vals], pa.int64())
+        return t.column(col).combine_chunks() if isinstance(t.column(col), pa.ChunkedArray) else t.column(col)
+
+    def __call__(self, path: str) -> dict:
+        mh = self._hasher()
+        c = self.cfg
+        name = hashlib.sha1(path.encode("utf-8")).hexdigest()[:16]
+        out = Path(self.out_dir) / f"sig-{name}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cols = [schema.ID, self.text_column] + ([c["keep_column"]] if c["keep_column"] else [])
+        rows = rows_for_bytes(path, layout.MAX_CHUNK_BYTES, self.text_column, max_rows=self.batch_size)
+        n_docs = n_empty = 0
+        with ParquetParts(dictionary=False) as files:  # ids, band keys and hashes are nearly all distinct
+            for t in iter_file_batches(path, cols, rows):
+                for chunk in byte_chunks(t, self.text_column):
+                    tbl = self._signatures(mh, chunk)
+                    n_docs += chunk.num_rows
+                    n_empty += chunk.num_rows - tbl.num_rows
+                    if tbl.num_rows:
+                        files.write(out, tbl)
+            wrote = out in files
+        return {"path": str(out) if wrote else None, "docs": n_docs, "empty": n_empty}
+
+    def _signatures(self, mh: MinHasher, t: pa.Table) -> pa.Table:
+        c = self.cfg
+        ids = t.column(schema.ID).to_pylist()
+        bs = mh.signatures(t.column(self.text_column), with_sets=c["with_sets"])
+        sig = bs.sig
+        if c["scheme"] == "fast" and c["hash_bits"] == 32:
+            sig = sig & np.uint64(0xFFFFFFFF)
+        has = np.flatnonzero(bs.has_shingles)
+        keys = band_keys(sig[has], c["bands"], c["rows"], seed=c["seed"])
+        ids_k = [str(ids[i]) for i in has]
+        data: dict[str, Any] = {"uid": pa.array(layout.node_ids(ids_k), pa.int64()), "id": pa.array(ids_k, pa.string())}
+        for j in range(c["bands"]):
+            data[band_column(j)] = pa.array(keys[:, j], pa.int64())
+        data[N_SHINGLES] = pa.array(bs.n_shingles[has], pa.int64())
+        data[KEEP_VALUE] = self._keep_values(t).take(pa.array(has, pa.int64()))
+        if c["with_sets"]:
+            so = bs.set_offsets
+            starts, ends = so[has], so[has + 1]
+            lens = ends - starts
+            offs = np.zeros(len(has) + 1, np.int64)
+            np.cumsum(lens, out=offs[1:])
+            idx = np.repeat(starts - offs[:-1], lens) + np.arange(offs[-1])
+            data[SHINGLES] = layout.sets_column(bs.set_values[idx], offs)
+        return pa.table(data)
+
+
+def byte_chunks(t: pa.Table, text_column: str) -> Iterator[pa.Table]:
+    """Split a batch so no chunk holds more than ``MAX_CHUNK_BYTES`` of text (bounded kernel memory)."""
+    lens = pc.fill_null(pc.binary_length(t.column(text_column)), 0).to_numpy(zero_copy_only=False)
+    if lens.sum() <= layout.MAX_CHUNK_BYTES:
+        yield t
+        return
+    start, acc = 0, 0
+    for i, n in enumerate(lens):
+        if acc and acc + n > layout.MAX_CHUNK_BYTES:
+            yield t.slice(start, i - start)
+            start, acc = i, 0
+        acc += int(n)
+    yield t.slice(start)
