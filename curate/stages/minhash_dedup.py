@@ -61,6 +61,7 @@ from curate.parquet_io import (
 )
 from curate.params import Annotated, ReadPath, WritePath
 from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
+from curate.stages.dedup_hooks import DedupHooks
 from curate.text.lsh import band_keys, candidate_probability, threshold
 from curate.text.minhash import MinHasher, sorted_jaccard
 
@@ -876,7 +877,7 @@ class DecisionTable:
 # ----------------------------------------------------------------------------------------
 
 
-class MinHashDedup(BarrierStage):
+class MinHashDedup(DedupHooks, BarrierStage):
     """Remove near-duplicate documents (MinHash LSH, distributed connected components).
 
     Word 5-gram shingles after NFKC/lowercase/punctuation folding; 112 permutations as
