@@ -118,7 +118,7 @@ class FitContext:
 
     def shuffle(
         self,
-        sources: Sequence[str],
+        sources: Sequence[Any],
         map_fn: Callable[[str], pa.Table | None],
         key: str,
         reduce_fn: Callable[[pa.Table], pa.Table | None],

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-MIX_COPY = "mix_copy"
+from curate import schema
+
+if TYPE_CHECKING:  # pragma: no cover
+    from curate.stage import Stage
 
 
 def _read_json(path: Path) -> Any:
@@ -33,6 +36,7 @@ class JobData:
         self.dir = Path(job_dir)
         if not self.dir.is_dir():
             raise FileNotFoundError(f"job directory {self.dir} does not exist")
+        self._stages: dict[str, Stage | None] = {}
 
     @cached_property
     def stats(self) -> dict[str, Any]:
@@ -87,6 +91,23 @@ class JobData:
                 return list(n.get("inputs") or [])
         return []
 
+    def stage(self, node: str) -> Stage | None:
+        """The configured stage of ``node`` (bound to it), or None for inputs, unknown stages
+        and params this curate cannot read (an old job); built once per node."""
+        if node not in self._stages:
+            from curate.registry import get_stage_class
+
+            try:
+                st = get_stage_class(self.stage_of(node))(self.node_params.get(node, {})).bind(node, 0)
+            except Exception:  # noqa: BLE001 - an input, an unknown stage or unreadable params
+                st = None
+            self._stages[node] = st
+        return self._stages[node]
+
+    def state_dir(self, node: str) -> Path:
+        """``state/<node>/``: what a barrier's fit persisted (may not exist)."""
+        return self.dir / "state" / node
+
     def stage_of(self, node: str) -> str:
         ns = self.nodes.get(node) or {}
         if ns.get("stage"):
@@ -117,6 +138,17 @@ class JobData:
             if n not in want:
                 want.add(n)
                 stack.extend(self.inputs_of(n))
+        return [n for n in self.order if n in want]
+
+    def descendants(self, node: str) -> list[str]:
+        """Every node downstream of ``node`` (not itself), in topological order."""
+        want: set[str] = set()
+        stack = list(self.consumers.get(node, []))
+        while stack:
+            n = stack.pop()
+            if n not in want:
+                want.add(n)
+                stack.extend(self.consumers.get(n, []))
         return [n for n in self.order if n in want]
 
     # -- files -------------------------------------------------------------------------
@@ -151,6 +183,18 @@ class JobData:
         except (OSError, pa.ArrowInvalid):
             return []
 
+    def files_after(self, node: str) -> list[str]:
+        """Files holding every document that passed ``node`` (once per branch): its
+        materialized parts, else the rejects of every node downstream plus the downstream
+        sinks' outputs."""
+        own = self.node_files(node)
+        if own:
+            return own
+        down = self.descendants(node)
+        rejected = set(self.reject_nodes())
+        files = [f for n in down if n in rejected for f in self.reject_files(n)]
+        return files + [f for n in down if n in self.sinks for f in self.node_files(n)]
+
     def sink_files(self) -> list[tuple[str, str]]:
         """(node, file) for the final outputs of the DAG (every sink node)."""
         return [(n, f) for n in self.sinks for f in self.node_files(n)]
@@ -163,16 +207,18 @@ class JobData:
         filter_expr: Any = None,
         batch_size: int = 65536,
     ) -> Iterator[pa.Table]:
-        """Stream ``columns`` of one file; ``originals_only`` drops mixing copies (mix_copy > 0)."""
+        """Stream ``columns`` of one file; ``originals_only`` drops copies a stage added
+        (``schema.COPY_INDEX`` > 0), so each document is counted once."""
         import pyarrow.dataset as ds
 
         names = JobData.columns(path)
         cols = [c for c in columns if c in names]
-        need_copy = originals_only and MIX_COPY in names
-        read = cols + ([MIX_COPY] if need_copy and MIX_COPY not in cols else [])
+        copy = schema.COPY_INDEX
+        need_copy = originals_only and copy in names
+        read = cols + ([copy] if need_copy and copy not in cols else [])
         expr = filter_expr
         if need_copy:
-            e = (pc.field(MIX_COPY) == 0) | pc.field(MIX_COPY).is_null()
+            e = (pc.field(copy) == 0) | pc.field(copy).is_null()
             expr = e if expr is None else (expr & e)
         dataset = ds.dataset(path, format="parquet")
         for rb in dataset.to_batches(columns=read, filter=expr, batch_size=batch_size):

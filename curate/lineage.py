@@ -4,14 +4,14 @@
 in?") from what the job already wrote — ``rejects/<node>/`` (every rejected row with its
 stage, reason and detail), the materialized ``nodes/<node>/`` parts and the named
 outputs — without rerunning anything. Every lookup is a ``pyarrow.dataset`` scan with a
-filter on ``id`` (or ``source_id`` for mixing copies), so only matching rows are ever
-materialized, whatever the size of the job.
+filter on ``id`` (or ``source_id`` for copies a stage added), so only matching rows are
+ever materialized, whatever the size of the job. What a stage knows about a document
+(a dedup cluster, mixing repeats...) comes from its ``explain_row`` hook.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import pyarrow as pa
@@ -20,11 +20,19 @@ import pyarrow.compute as pc
 from curate import schema
 from curate.jobdata import JobData
 
-SOURCE_ID = "source_id"
-_DUP_REASON = re.compile(r"dup", re.I)
-_COPY_SUFFIX = re.compile(r"^(.*)#r(\d+)$")
-_DOC_IN_DETAIL = re.compile(r"\bdocument\s+(\S+?)[,;)]?(?:\s|$)")
 _MAX_STR = 160
+# keys of every explanation; what a stage's explain_row adds cannot replace them
+_BASE_KEYS = (
+    "doc_id",
+    "source_id",
+    "status",
+    "rejected",
+    "path",
+    "final",
+    "outputs",
+    "text_preview",
+    "message",
+)
 
 
 def _scalar(v: Any) -> Any:
@@ -62,16 +70,6 @@ def _id_value(job: JobData, doc_id: str, files: list[str]) -> Any:
     return doc_id
 
 
-def _provides(job: JobData, node: str) -> set[str]:
-    try:
-        from curate.registry import get_stage_class
-
-        st = get_stage_class(job.stage_of(node))(job.node_params.get(node, {}))
-        return set(st.provided_columns()) | set(st.required_columns())
-    except Exception:  # unknown stage or params: no attribution
-        return set()
-
-
 def _lookup(job: JobData, files: list[str], doc_id: str) -> pa.Table | None:
     if not files:
         return None
@@ -79,29 +77,16 @@ def _lookup(job: JobData, files: list[str], doc_id: str) -> pa.Table | None:
     return job.find_rows(files, pc.field(schema.ID) == val, [schema.ID])
 
 
-def _kept_id(row: dict[str, Any]) -> Any:
-    """The id a duplicate was removed in favour of: ``dup_kept`` when it holds an id, else
-    the id named in the detail ("near-duplicate of document X ..." or just "X"), else the
-    cluster id."""
-    kept = row.get(schema.DUP_KEPT)
-    if kept is not None and not isinstance(kept, bool):
-        return kept
-    detail = str(row.get(schema.DETAIL) or "").strip()
-    m = _DOC_IN_DETAIL.search(detail)
-    if m:
-        return m.group(1)
-    if detail and " " not in detail:
-        return detail
-    return row.get(schema.DUP_CLUSTER)
-
-
 def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
     """Lineage of one document in a job directory (see module docstring).
 
     Returns a dict with ``status`` (``kept`` / ``rejected`` / ``not_found``), ``rejected``
     (node, stage, reason, detail), ``path`` (each node the document passed, with the
-    columns that node's stage added), ``dedup`` (cluster, cluster size, the id kept in its
-    place), ``mix`` (bucket, repeat count, the ids of its copies) and ``outputs``.
+    columns that node's stage requires or provides), ``final`` (its last row), ``outputs``
+    (the named outputs holding it) and ``source_id`` (the original's id, for a copy).
+    Each stage on the path may add keys (``Stage.explain_row``): ``dedup`` (cluster,
+    cluster size, the id kept in its place), ``mix`` (bucket, repeat count, the ids of its
+    copies) for the built-in stages.
     """
     job = JobData(job_dir)
     text_cols = {schema.TEXT} | {
@@ -115,11 +100,8 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
         "rejected": None,
         "path": [],
         "final": {},
-        "dedup": None,
-        "mix": None,
         "outputs": [],
     }
-    m = _COPY_SUFFIX.match(doc_id)
 
     # 1. the rejects sink: at most one node rejected this document
     rejected_at, row = None, None
@@ -128,25 +110,13 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
         if t is not None and t.num_rows:
             rejected_at, row = n, t
             break
-    # 2. the final outputs (copies of a mixed document share its source_id)
+    # 2. the final outputs
     found_in: dict[str, pa.Table] = {}
-    copies: list[str] = []
     if rejected_at is None:
         for s in job.sinks:
-            files = job.node_files(s)
-            t = _lookup(job, files, doc_id)
-            if (t is None or not t.num_rows) and m:
-                t = _lookup(job, files, m.group(1))
-                if t is not None and t.num_rows:
-                    out["source_id"] = m.group(1)
+            t = _lookup(job, job.node_files(s), doc_id)
             if t is not None and t.num_rows:
                 found_in[s] = t
-                if SOURCE_ID in t.column_names and t.column(SOURCE_ID)[0].is_valid:
-                    out["source_id"] = t.column(SOURCE_ID)[0].as_py()
-                sid = out["source_id"]
-                c = job.find_rows(files, pc.field(SOURCE_ID) == str(sid), [SOURCE_ID], [schema.ID])
-                if c is not None:
-                    copies = sorted(set(copies) | set(c.column(schema.ID).to_pylist()))
         out["outputs"] = [
             name
             for name, o in (job.spec.get("outputs") or {}).items()
@@ -162,6 +132,9 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
     out["text_preview"] = next(
         (_scalar(final.column(c)[0].as_py()) for c in text_cols if c in final.column_names), None
     )
+    # a copy a stage added carries its original's id (the copies contract, curate.schema)
+    if schema.SOURCE_ID in final.column_names and final.column(schema.SOURCE_ID)[0].is_valid:
+        out["source_id"] = final.column(schema.SOURCE_ID)[0].as_py()
     lookup_id = str(out["source_id"])
 
     # 3. the path: every upstream node, checked against its materialized parts when it has them
@@ -175,11 +148,12 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
         hit = _lookup(job, files, lookup_id) if files else None
         if files and (hit is None or not hit.num_rows):
             continue  # materialized but without this document: another branch
-        if n in unmat_inputs and len(unmat_inputs) > 1 and doc_domain is not None:
-            if labels.get(n) is not None and labels[n] != doc_domain:
-                continue  # another input's domain label: not where this document came from
+        other_label = labels.get(n) is not None and labels[n] != doc_domain
+        if n in unmat_inputs and len(unmat_inputs) > 1 and doc_domain is not None and other_label:
+            continue  # another input's domain label: not where this document came from
         src = _row(hit, 0, skip) if hit is not None else final_row
-        provided = _provides(job, n)
+        st = job.stage(n)
+        provided = set(st.provided_columns()) | set(st.required_columns()) if st is not None else set()
         status = "rejected" if n == rejected_at else ("kept" if n in found_in else "passed")
         if status == "rejected":
             provided = {c for c in provided if c in final_row}
@@ -204,36 +178,17 @@ def explain(job_dir: str, doc_id: str) -> dict[str, Any]:
     else:
         out["status"] = "kept"
 
-    # 4. dedup: cluster, size and the id kept in its place
-    dup_cols = (schema.DUP_CLUSTER, schema.DUP_CLUSTER_SIZE, schema.DUP_KEPT)
-    reason = (out["rejected"] or {}).get("reason") or ""
-    if any(c in final_row for c in dup_cols) or _DUP_REASON.search(reason):
-        is_dup = bool(_DUP_REASON.search(reason))
-        kept_id = _kept_id(final_row) if is_dup else lookup_id
-        out["dedup"] = {
-            "cluster": final_row.get(schema.DUP_CLUSTER),
-            "cluster_size": final_row.get(schema.DUP_CLUSTER_SIZE),
-            "kept_id": kept_id,
-            "removed_as_duplicate": is_dup,
-        }
-
-    # 5. mixing: bucket and repeat count
-    if "mix_repeat" in final_row or "mix_bucket" in final_row:
-        out["mix"] = {
-            "node": next((p["node"] for p in out["path"] if p["stage"] == "mix"), None),
-            "bucket": final_row.get("mix_bucket"),
-            "repeat": final_row.get("mix_repeat"),
-            "copy_ids": copies,
-        }
-    elif reason == "mix_not_sampled":
-        out["mix"] = {
-            "node": rejected_at,
-            "bucket": final_row.get(schema.DOMAIN),
-            "repeat": 0,
-            "copy_ids": [],
-            "detail": final_row.get(schema.DETAIL),
-        }
+    # 4. what each stage on the path says about the document (upstream first)
+    for p in out["path"]:
+        st = job.stage(p["node"])
+        if st is not None:
+            extra = st.explain_row(job, p["node"], final_row, p["node"] == rejected_at)
+            out.update({k: v for k, v in extra.items() if k not in _BASE_KEYS})
     return out
+
+
+def _fact(v: Any) -> str:
+    return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 def format_explanation(e: dict[str, Any]) -> str:
@@ -254,14 +209,12 @@ def format_explanation(e: dict[str, Any]) -> str:
     for p in e["path"]:
         sc = ", ".join(f"{k}={v}" for k, v in p["scores"].items())
         lines.append(f"  {p['status']:>8}  {p['node']} ({p['stage']}){'  ' + sc if sc else ''}")
-    if e["dedup"]:
-        d = e["dedup"]
-        facts = [f"{k}={d[k]}" for k in ("cluster", "cluster_size", "kept_id") if d.get(k) is not None]
-        lines.append("dedup: " + (" ".join(facts) or "-"))
-    if e["mix"]:
-        mx = e["mix"]
-        lines.append(
-            f"mix: bucket={mx['bucket']} repeat={mx['repeat']}"
-            + (f" copies={', '.join(mx['copy_ids'])}" if mx.get("copy_ids") else "")
-        )
+    for key, val in e.items():  # what the stages added (explain_row)
+        if key in _BASE_KEYS or val is None:
+            continue
+        if isinstance(val, dict):
+            facts = [f"{k}={_fact(v)}" for k, v in val.items() if v is not None and v != [] and v != ""]
+            lines.append(f"{key}: " + (" ".join(facts) or "-"))
+        else:
+            lines.append(f"{key}: {_fact(val)}")
     return "\n".join(lines)

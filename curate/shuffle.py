@@ -82,7 +82,7 @@ class _ReduceTask:
 
 def run_shuffle(
     ctx: "FitContext",
-    sources: Sequence[str],
+    sources: Sequence[Any],
     map_fn: Callable[[str], pa.Table | None],
     key: str,
     reduce_fn: Callable[[pa.Table], pa.Table | None],

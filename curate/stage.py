@@ -26,6 +26,7 @@ the scheduler, the executors) asks the stage instead of guessing:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
@@ -112,13 +113,29 @@ def _per_row(value: Any, inv_mask: pa.Array, n: int) -> pa.Array:
     return pc.cast(arr, pa.string())
 
 
+def finite_numbers(obj: Any) -> list[float]:
+    """Every finite number in ``obj`` (a number, or nested lists / dict values), in order;
+    booleans are not numbers here."""
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, (int, float)):
+        return [float(obj)] if math.isfinite(obj) else []
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        return [v for x in obj for v in finite_numbers(x)]
+    return []
+
+
 @dataclass
 class ReportSection:
     """A section a stage adds to its job's report.
 
-    ``key`` names it (an HTML anchor and its ``summary.json`` key, under the node id),
-    ``data`` holds its numbers (JSON-able) and ``html`` its rendered body (figures
-    embedded); an empty ``html`` renders ``data`` as a table.
+    ``key`` names it: ``summary.json`` has ``data`` under ``sections[node_id][key]``, and
+    the page shows one section per key (anchor ``#key``, titled ``title``) with one block
+    per node that contributed it. ``data`` holds its numbers (JSON-able), ``html`` its
+    rendered body (figures embedded; :mod:`curate.report.plots` and
+    :mod:`curate.report.html` have helpers); an empty ``html`` renders ``data`` as a table.
     """
 
     key: str
@@ -182,15 +199,12 @@ class Stage:
     def report_thresholds(self, fit_stats: dict[str, Any] | None) -> dict[str, list[tuple[str, float]]]:
         """Thresholds to draw on score histograms: column -> [(label, value)].
 
-        The default reads ``fit_stats["thresholds"] = {column: [values]}``."""
+        The default reads ``fit_stats["thresholds"] = {column: [values]}`` (finite numbers
+        only, nested lists flattened). The report prefixes each label with the node id."""
         found = (fit_stats or {}).get("thresholds")
         if not isinstance(found, dict):
             return {}
-        out: dict[str, list[tuple[str, float]]] = {}
-        for col, vals in found.items():
-            vals = vals if isinstance(vals, (list, tuple)) else [vals]
-            out[col] = [(f"{v:.4g}", float(v)) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return out
+        return {col: [(f"{v:.4g}", v) for v in finite_numbers(vals)] for col, vals in found.items()}
 
     def report_sections(self, job: JobData, node_id: str) -> list[ReportSection]:
         """Report sections of this node (read what the job wrote through ``job``)."""
@@ -198,8 +212,12 @@ class Stage:
 
     def explain_row(self, job: JobData, node_id: str, row: dict[str, Any], rejected: bool) -> dict[str, Any]:
         """What lineage adds about a document at this node: extra keys of the
-        explanation (e.g. ``{"dedup": {...}}``), from the document's final row
-        (structured columns; ``rejected``: this node rejected it)."""
+        explanation (e.g. ``{"dedup": {...}}``).
+
+        Called for every node on the document's path, upstream first (a later node's key
+        replaces an earlier one). ``row`` is the document's final row (the rejected row, or
+        its row in the outputs; text columns left out, JSON-safe values): read structured
+        columns, not prose. ``rejected``: this node rejected the document."""
         return {}
 
     def refresh_params(self, state_dir: str) -> dict[str, Any]:

@@ -31,7 +31,11 @@ def _node(stage, kind, inputs, n_in, kept, rej, reasons=None, fit=None):
     }
 
 
-def make_job(jd: Path) -> None:
+def make_job(jd: Path, dedup: str = "minhash_dedup") -> None:
+    """A dedup node ``dd`` (``dedup``: its stage), dsir_resample ``ds`` and perplexity_filter
+    ``pf``. minhash_dedup rows carry ``dup_cluster_size``; exact_dedup's rejects name the
+    kept id in their detail."""
+    reason = {"minhash_dedup": "near_duplicate", "exact_dedup": "exact_duplicate"}[dedup]
     rng = np.random.default_rng(0)
     n = 1000
     ids = [f"d{i:04d}" for i in range(n)]
@@ -47,7 +51,7 @@ def make_job(jd: Path) -> None:
             "id": [f"x{i:04d}" for i in range(200)],
             "text": ["t"] * 200,
             "dup_cluster_size": [3] * 200,
-            "reason": ["near_duplicate"] * 200,
+            "reason": [reason] * 200,
             "detail": [ids[(i // 2) * 10] for i in range(200)],
             "stage": ["dd"] * 200,
         }
@@ -70,7 +74,7 @@ def make_job(jd: Path) -> None:
         },
         "nodes": {
             "docs": _node("input", "input", [], n + 200, n + 200, 0),
-            "dd": _node("exact_dedup", "barrier", ["docs"], n + 200, n, 200, {"near_duplicate": 200}),
+            "dd": _node(dedup, "barrier", ["docs"], n + 200, n, 200, {reason: 200}),
             "ds": _node(
                 "dsir_resample",
                 "barrier",
@@ -98,12 +102,12 @@ def make_job(jd: Path) -> None:
         "seed": 3,
         "inputs": {"docs": {"path": "x"}},
         "nodes": [
-            {"id": "dd", "stage": "exact_dedup", "inputs": ["docs"], "params": {}},
+            {"id": "dd", "stage": dedup, "inputs": ["docs"], "params": {}},
             {
                 "id": "ds",
                 "stage": "dsir_resample",
                 "inputs": ["dd"],
-                "params": {"target": "docs", "min_tokens": 50},
+                "params": {"target": "docs", "min_tokens": 50, "budget": 0.5, "budget_unit": "fraction"},
             },
             {"id": "pf", "stage": "perplexity_filter", "inputs": ["ds"], "params": {}},
         ],
@@ -121,7 +125,7 @@ def test_thresholds_scales_and_dedup_from_a_hand_built_job(tmp_path):
     assert sum(ppl["counts"]["rejected at pf"]) + sum(ppl["counts"]["kept"]) == 1000
     # DSIR's sampling key and its min_tokens are not score thresholds
     assert s["scores"]["dsir_logw"]["thresholds"] == [] and s["scores"]["dsir_logw"]["log_scale"] is False
-    d = s["dedup"]
+    d = s["sections"]["dd"]["dedup"]
     assert d["duplicates_removed"] == 200 and d["source"] == "dup_cluster_size"
     buckets = {b["size"]: b["clusters"] for b in d["size_buckets"]}
     assert buckets["1"] == 900 and buckets["3-4"] == 100 and d["largest_cluster"] == 3
@@ -131,14 +135,14 @@ def test_thresholds_scales_and_dedup_from_a_hand_built_job(tmp_path):
 
 
 def test_dedup_fallback_counts_clusters_from_rejects(tmp_path):
-    make_job(tmp_path)
+    make_job(tmp_path, dedup="exact_dedup")
     for f in (tmp_path / "nodes" / "pf").glob("*.parquet"):
         pq.write_table(pq.read_table(f).drop_columns(["dup_cluster_size"]), f)
     for f in list((tmp_path / "rejects").rglob("*.parquet")):
         t = pq.read_table(f)
         if "dup_cluster_size" in t.column_names:
             pq.write_table(t.drop_columns(["dup_cluster_size"]), f)
-    d = build_summary(JobData(tmp_path))["dedup"]
+    d = build_summary(JobData(tmp_path))["sections"]["dd"]["dedup"]
     # each dedup reject names the id kept in its place: 100 kept ids x 2 dups -> clusters of 3
     assert d["source"] == "rejects" and d["clusters_with_duplicates"] == 100 and d["largest_cluster"] == 3
 
@@ -158,7 +162,7 @@ def test_dedup_annotate_mode_counts_each_cluster_once(tmp_path):
     pq.write_table(t, tmp_path / "nodes" / "nd" / "part-0.parquet")
     stats = {"job": {}, "nodes": {"nd": _node("minhash_dedup", "barrier", [], 9, 9, 0)}, "outputs": {}}
     (tmp_path / "stats.json").write_text(json.dumps(stats))
-    d = build_summary(JobData(tmp_path))["dedup"]
+    d = build_summary(JobData(tmp_path))["sections"]["nd"]["dedup"]
     buckets = {b["size"]: b["clusters"] for b in d["size_buckets"]}
     assert buckets["1"] == 4 and buckets["2"] == 1 and buckets["3-4"] == 1
     assert d["clusters_with_duplicates"] == 2 and d["duplicates_removed"] == 0

@@ -24,7 +24,7 @@ def report(job_dir: Path = typer.Argument(..., help="Job directory of a finished
 
 def explain(
     job_dir: Path = typer.Argument(..., help="Job directory"),
-    doc_id: str = typer.Argument(..., help="Document id (a mixing copy id `<id>#r<k>` works too)"),
+    doc_id: str = typer.Argument(..., help="Document id (the id of a copy a stage added works too)"),
     as_json: bool = typer.Option(False, "--json", help="Print the full lineage as JSON"),
 ) -> None:
     """Why is a document not in the output (or how did it get in)? Answers from the job's files."""

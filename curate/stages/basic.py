@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -148,6 +148,16 @@ class ThresholdFilter(MapStage):
 
     def required_columns(self) -> set[str]:
         return {self.params.column}
+
+    def score_columns(self) -> list[str]:
+        return [self.params.column]
+
+    def report_thresholds(self, fit_stats: dict[str, Any] | None) -> dict[str, list[tuple[str, float]]]:
+        """The comparison itself, when its value is a number."""
+        p = self.params
+        if not isinstance(p.value, (int, float)):
+            return {}
+        return {p.column: [(f"{p.column} {p.op} {p.value}", float(p.value))]}
 
     def process(self, batch: pa.Table) -> MapResult:
         p = self.params

@@ -297,6 +297,11 @@ class DsirResample(BarrierStage):
     def provided_columns(self) -> set[str]:
         return {schema.DSIR_LOGW}
 
+    def score_columns(self) -> list[str]:
+        # with top_k the fit records the cut weight under fit_stats["thresholds"], which the
+        # default report_thresholds draws; Gumbel sampling has no threshold on the weight
+        return [schema.DSIR_LOGW]
+
     def extra_inputs(self) -> list[str]:
         t = self.params.target
         return [] if target_is_path(t) else [t]

@@ -14,6 +14,7 @@ from curate import schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import iter_file_batches
 from curate.stage import BarrierStage, MapResult, StageParams, split_batch
+from curate.stages.dedup_hooks import DedupHooks
 from curate.text.normalize import text_hashes
 from curate.util import id_hashes
 
@@ -104,7 +105,7 @@ def load_drops(files: Sequence[str]) -> _Drops:
     return _Drops(t.column(schema.ID).combine_chunks(), t.column("kept_id").combine_chunks())
 
 
-class ExactDedup(BarrierStage):
+class ExactDedup(DedupHooks, BarrierStage):
     """Remove exact duplicates of the normalized text, keeping the lowest id.
 
     Fit: a hash-partitioned shuffle of (text hash, id); each partition keeps the
@@ -115,6 +116,7 @@ class ExactDedup(BarrierStage):
     name = "exact_dedup"
     Params = ExactDedupParams
     reject_reasons = {"exact_duplicate": "same normalized text as the kept document named in detail"}
+    kept_id_column = schema.DETAIL  # a rejected row's detail is the id kept in its place (see process)
 
     def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
         files = [f for name in self.data_inputs(list(inputs)) for f in inputs[name].files]

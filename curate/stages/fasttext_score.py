@@ -84,6 +84,9 @@ class FastTextScore(MapStage):
     def provided_columns(self) -> set[str]:
         return {self.params.column}
 
+    def score_columns(self) -> list[str]:
+        return [self.params.column]
+
     def setup(self) -> None:
         p = self.params
         model, local, _info = load_model(p.model_path, p.cache_dir)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +41,7 @@ from pydantic import Field, model_validator
 from curate import schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import iter_file_batches, write_json_atomic, write_parquet_atomic
-from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
+from curate.stage import BarrierStage, MapResult, ReportSection, StageError, StageParams, split_batch
 from curate.stages.mix_allocation import (
     DEFAULT_MAX_EPOCHS,
     allocate,
@@ -63,9 +63,10 @@ from curate.stages.mix_order_sample import (
 )
 from curate.text.normalize import word_counts
 
+if TYPE_CHECKING:  # pragma: no cover
+    from curate.jobdata import JobData
+
 MIX_NOT_SAMPLED = "mix_not_sampled"
-SOURCE_ID = "source_id"
-MIX_COPY = "mix_copy"
 MIX_REPEAT = "mix_repeat"
 MIX_BUCKET = "mix_bucket"
 NO_DOMAIN = "(none)"
@@ -342,7 +343,19 @@ class Mix(BarrierStage):
     reject_reasons = {MIX_NOT_SAMPLED: "drawn zero times by the token-budget mix"}
 
     def provided_columns(self) -> set[str]:
-        return {SOURCE_ID, MIX_COPY, MIX_REPEAT, MIX_BUCKET}
+        return {schema.SOURCE_ID, schema.COPY_INDEX, MIX_REPEAT, MIX_BUCKET}
+
+    def report_sections(self, job: JobData, node_id: str) -> list[ReportSection]:
+        """The manifest: per domain available, target and realized tokens, epochs, caps."""
+        from curate.stages import mix_hooks
+
+        return mix_hooks.report_sections(job, node_id)
+
+    def explain_row(self, job: JobData, node_id: str, row: dict[str, Any], rejected: bool) -> dict[str, Any]:
+        """Bucket, repeat count and the ids of the document's copies."""
+        from curate.stages import mix_hooks
+
+        return mix_hooks.explain_row(job, node_id, row, rejected)
 
     def _seed(self) -> int:
         return int(self.params.seed if self.params.seed is not None else self.seed)
@@ -559,22 +572,22 @@ class Mix(BarrierStage):
         kept = res.kept
         keep_n = n[n > 0]
         kdoms = [d for d, k in zip(doms, n) if k > 0]
-        for c in (SOURCE_ID, MIX_COPY, MIX_REPEAT, MIX_BUCKET):
+        for c in (schema.SOURCE_ID, schema.COPY_INDEX, MIX_REPEAT, MIX_BUCKET):
             if c in kept.column_names:
                 kept = kept.drop_columns([c])
         ids = pc.cast(kept.column(schema.ID), pa.string())
         kept = kept.set_column(kept.column_names.index(schema.ID), schema.ID, ids)
-        kept = kept.append_column(SOURCE_ID, ids)
+        kept = kept.append_column(schema.SOURCE_ID, ids)
         kept = kept.append_column(MIX_REPEAT, pa.array(keep_n, pa.int32()))
         kept = kept.append_column(MIX_BUCKET, pa.array(kdoms, pa.string()))
-        parts = [kept.append_column(MIX_COPY, pa.array(np.zeros(kept.num_rows), pa.int32()))]
+        parts = [kept.append_column(schema.COPY_INDEX, pa.array(np.zeros(kept.num_rows), pa.int32()))]
         top = int(keep_n.max()) if keep_n.size else 0
         for k in range(1, top):
             idx = np.nonzero(keep_n > k)[0]
             t = kept.take(pa.array(idx))
-            new_ids = pc.binary_join_element_wise(t.column(SOURCE_ID), pa.scalar(f"#r{k}"), "")
+            new_ids = pc.binary_join_element_wise(t.column(schema.SOURCE_ID), pa.scalar(f"#r{k}"), "")
             t = t.set_column(t.column_names.index(schema.ID), schema.ID, new_ids)
-            parts.append(t.append_column(MIX_COPY, pa.array(np.full(len(idx), k), pa.int32())))
+            parts.append(t.append_column(schema.COPY_INDEX, pa.array(np.full(len(idx), k), pa.int32())))
         out = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         return MapResult(out, res.rejected, copies_added=out.num_rows - kept.num_rows)
 

@@ -17,7 +17,15 @@ from curate import schema
 from curate.lm import ModelError, arpa_orders, is_arpa, load_kenlm
 from curate.fit import FitContext, ShardSet
 from curate.params import Annotated, ReadPath
-from curate.stage import BarrierStage, MapResult, MapStage, StageError, StageParams, split_batch
+from curate.stage import (
+    BarrierStage,
+    MapResult,
+    MapStage,
+    StageError,
+    StageParams,
+    finite_numbers,
+    split_batch,
+)
 from curate.text import ccnet
 
 EMPTY_REASON = schema.EMPTY_TEXT
@@ -189,6 +197,9 @@ class PerplexityScore(MapStage):
 
     def provided_columns(self) -> set[str]:
         return {schema.PERPLEXITY}
+
+    def score_columns(self) -> list[str]:
+        return [schema.PERPLEXITY]
 
     def setup(self) -> None:
         ccnet.strip_accents("\u00e9")  # build the accent table now, not in the first batch
@@ -384,6 +395,33 @@ class PerplexityFilter(BarrierStage):
 
     def provided_columns(self) -> set[str]:
         return {schema.CCNET_BUCKET}
+
+    def score_columns(self) -> list[str]:
+        return [self.params.column]
+
+    def report_thresholds(self, fit_stats: dict[str, Any] | None) -> dict[str, list[tuple[str, float]]]:
+        """The cutoffs (or maximum) the fit recorded under ``thresholds``; for stats written
+        without that key, the learned ``cutoffs``, ``cutoffs_used`` and ``max_perplexity``
+        (and the configured ones), each value once."""
+        fit = fit_stats or {}
+        col = self.params.column
+        if isinstance(fit.get("thresholds"), dict) and col in fit["thresholds"]:
+            return super().report_thresholds(fit)
+        p = self.params
+        named = [("cutoffs", v) for v in finite_numbers(p.cutoffs)]
+        named += [("max_perplexity", v) for v in finite_numbers(p.max_perplexity)]
+        for key in ("cutoffs", "cutoffs_used"):
+            sub = fit.get(key)
+            if isinstance(sub, dict):
+                named += [(f"{key}.{k}", v) for k, x in sub.items() for v in finite_numbers(x)]
+        named += [("max_perplexity", v) for v in finite_numbers(fit.get("max_perplexity"))]
+        seen: set[float] = set()
+        out = []
+        for key, v in named:
+            if v not in seen:
+                seen.add(v)
+                out.append((f"{key}={v:.4g}", v))
+        return {col: out} if out else {}
 
     def fit(self, inputs: dict[str, ShardSet], ctx: FitContext) -> dict[str, Any]:
         p = self.params

@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from curate import schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import iter_file_batches
-from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
+from curate.stage import BarrierStage, MapResult, StageError, StageParams, finite_numbers, split_batch
 from curate.text.normalize import char_counts, word_counts
 from curate.util import id_hashes
 
@@ -347,6 +347,17 @@ class SelectTop(BarrierStage):
         if self.params.token_column:
             cols.add(self.params.token_column)
         return cols
+
+    def score_columns(self) -> list[str]:
+        return [self.params.column]
+
+    def report_thresholds(self, fit_stats: dict[str, Any] | None) -> dict[str, list[tuple[str, float]]]:
+        """The configured ``threshold`` and the one the fit found (each value once)."""
+        vals: list[float] = []
+        for v in finite_numbers([self.params.threshold, (fit_stats or {}).get("threshold")]):
+            if v not in vals:
+                vals.append(v)
+        return {self.params.column: [(f"threshold={v:.4g}", v) for v in vals]} if vals else {}
 
     def _weight(self) -> str:
         return {

@@ -19,6 +19,7 @@ from curate import schema
 from curate.components import connected_components
 from curate.fit import FitContext, ShardSet
 from curate.stage import BarrierStage, MapResult, StageError, split_batch
+from curate.stages.dedup_hooks import DedupHooks
 from curate.stages.minhash_dedup.decisions import DecisionTable, decision_counts
 from curate.stages.minhash_dedup.index import open_index, write_index
 from curate.stages.minhash_dedup.keep import choose_keepers
@@ -33,7 +34,7 @@ REASON = "near_duplicate"
 DOCS_PER_PARTITION = 250_000
 
 
-class MinHashDedup(BarrierStage):
+class MinHashDedup(DedupHooks, BarrierStage):
     """Remove near-duplicate documents (MinHash LSH, distributed connected components).
 
     Word 5-gram shingles after NFKC/lowercase/punctuation folding; 112 permutations as
