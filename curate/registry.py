@@ -44,6 +44,22 @@ def _load() -> dict[str, type["Stage"]]:
     return _CACHE
 
 
+def register_stage(cls: type["Stage"]) -> type["Stage"]:
+    """Add a stage class to this process's catalogue (for code that embeds curate, and
+    tests). Specs still name only registered stages; the service registers nothing, and
+    executors on other processes see only the built-in list."""
+    cat = _load()
+    if cls.name in cat and cat[cls.name] is not cls:
+        raise ValueError(f"a stage named '{cls.name}' is already registered ({cat[cls.name].__qualname__})")
+    cat[cls.name] = cls
+    return cls
+
+
+def unregister_stage(name: str) -> None:
+    """Remove a stage added with :func:`register_stage` (built-ins come back on reload)."""
+    _load().pop(name, None)
+
+
 def stage_names() -> list[str]:
     return list(_load())
 
