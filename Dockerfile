@@ -8,6 +8,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY curate ./curate
+COPY cli ./cli
 COPY workers ./workers
 COPY api ./api
 # psycopg: the job store on Postgres (CURATE_DB_URL=postgresql+psycopg://...)

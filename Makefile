@@ -41,6 +41,7 @@ run: install
 	$(CURATE) run pipelines/quickstart.yaml --executor ray
 
 test: install system-deps
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 test-fast: install

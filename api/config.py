@@ -11,7 +11,7 @@
 ``CURATE_EXECUTOR``        ``ray`` (default) or ``local``
 ``CURATE_MAX_JOBS``        jobs running at once (default 2); the rest wait ``queued``
 ``CURATE_MAX_BODY_BYTES``  request body limit (default 4 MiB) -> 413 beyond
-``CURATE_DRIVER_CMD``      driver command prefix (default ``<python> -m curate.cli run``)
+``CURATE_DRIVER_CMD``      driver command prefix (default ``<python> -m cli run``)
 ``CURATE_RAY_CPUS``        CPUs of the embedded Ray head (default: all)
 ``CURATE_POLL_S``          supervisor poll interval in seconds (default 0.5)
 ``CURATE_SCHEDULER_POLL_S`` scheduler tick interval in seconds (default 1)
@@ -22,6 +22,7 @@ Ray processes started for the service inherit the environment, so Ray's own sett
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import sys
@@ -42,7 +43,7 @@ class Config:
     executor: str = "ray"
     max_jobs: int = 2
     max_body_bytes: int = 4 * 1024 * 1024
-    driver_cmd: list[str] = field(default_factory=lambda: [sys.executable, "-m", "curate.cli", "run"])
+    driver_cmd: list[str] = field(default_factory=lambda: [sys.executable, "-m", "cli", "run"])
     ray_cpus: int | None = None
     poll_s: float = 0.5
     scheduler_poll_s: float = 1.0
@@ -87,7 +88,7 @@ class Config:
             executor=executor,
             max_jobs=int(e.get("CURATE_MAX_JOBS", "2")),
             max_body_bytes=int(e.get("CURATE_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
-            driver_cmd=shlex.split(drv) if drv else [sys.executable, "-m", "curate.cli", "run"],
+            driver_cmd=shlex.split(drv) if drv else [sys.executable, "-m", "cli", "run"],
             ray_cpus=int(e["CURATE_RAY_CPUS"]) if e.get("CURATE_RAY_CPUS") else None,
             poll_s=float(e.get("CURATE_POLL_S", "0.5")),
             scheduler_poll_s=float(e.get("CURATE_SCHEDULER_POLL_S", "1.0")),
@@ -95,3 +96,30 @@ class Config:
         for k, v in overrides.items():
             setattr(cfg, k, v)
         return cfg
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_host(host: str, token: str | None) -> tuple[str, str | None]:
+    """The host to bind and a warning: without a token only loopback is allowed."""
+    if token:
+        return host, None
+    if is_loopback(host):
+        return (
+            host,
+            f"CURATE_API_TOKEN is not set: serving on loopback only ({host}); every route is open",
+        )
+    return LOOPBACK, (
+        f"CURATE_API_TOKEN is not set: refusing to bind {host}; serving on loopback only "
+        f"({LOOPBACK}). Set CURATE_API_TOKEN to serve other hosts."
+    )

@@ -231,7 +231,7 @@ def main() -> None:
         env.pop("CURATE_RAY_ADDRESS", None)
     log = open(tmp / "server.log", "wb")
     srv = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api import migrations
 from api.app import create_app
-from api.cli import serve_host
+from api.config import serve_host
 from api.security import PathNotAllowed, check_path, sandbox_spec
 from api.store import Store
 from api.views import iso

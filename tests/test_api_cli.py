@@ -9,7 +9,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from api.cli import register
+from cli.service_commands import register
 from tests.corpus import branch_join_spec, write_corpus
 from tests.test_api_util import TOKEN, Server
 

@@ -47,7 +47,7 @@ def wait_state(
 
 
 class Server:
-    """``python -m api.cli serve`` on a free loopback port, as a real process."""
+    """``python -m cli serve`` on a free loopback port, as a real process."""
 
     def __init__(self, env: dict[str, str], log: Path):
         self.env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
@@ -62,7 +62,7 @@ class Server:
     def start(self, timeout: float = 120.0) -> Server:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "cli", "serve", "--port", str(self.port), "--log-level", "warning"],
             env=self.env,
             stdout=logf,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from curate.commands.sample import register
+from cli.sample_commands import register
 
 
 def _app() -> typer.Typer:

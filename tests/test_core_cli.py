@@ -7,7 +7,7 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from curate.cli import app
+from cli.main import app
 from tests.corpus import branch_join_spec, write_corpus
 
 runner = CliRunner()

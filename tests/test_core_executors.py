@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.spec import SpecError
+from tests.corpus import branch_join_spec, write_corpus
 from workers import JobFailed, read_output, run_pipeline
 from workers.ingest import ShardError
-from tests.corpus import branch_join_spec, write_corpus
 
 
 def _run(tmp_path: Path, spec: dict, executor: str = "local", name: str = "job", **kw):

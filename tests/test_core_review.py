@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from curate.cli import app
+from cli.main import app
 from tests.corpus import write_corpus
 from workers import JobFailed, read_output, run_pipeline
 from workers.ingest import ShardError

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from curate.registry import catalogue
 from curate.fit import FitContext, LocalTaskRunner, ShardSet
+from curate.registry import catalogue
 from curate.stages.basic import LengthFilter, Sample, ThresholdFilter, Union
 from curate.stages.exact_dedup import ExactDedup
 
@@ -144,8 +144,8 @@ def test_local_executor_fit_threads(monkeypatch):
     release_memory is safe to call at any time."""
     import os
 
-    from workers.task_runners import ThreadTaskRunner, release_memory
     from workers.local import LocalExecutor
+    from workers.task_runners import ThreadTaskRunner, release_memory
 
     monkeypatch.setenv("CURATE_FIT_THREADS", "3")
     r = LocalExecutor().task_runner()

@@ -384,7 +384,7 @@ def test_offline_target_counts_cli_and_stage(tmp_path):
 
     from typer.testing import CliRunner
 
-    from curate.cli import app
+    from cli.main import app
 
     files, _, _ = _pool(tmp_path)
     tgt = _write(tmp_path / "tgt.parquet", [" ".join(f"alpha{i}" for i in range(50))])

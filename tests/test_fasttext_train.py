@@ -125,7 +125,7 @@ def test_bad_training_data(tmp_path, labeled):
 
 
 def test_string_labels_and_cli(tmp_path, labeled):
-    from curate.cli import app
+    from cli.main import app
 
     t = labeled.set_column(2, "label", pa.array(["hq" if v else "lq" for v in labeled["label"].to_pylist()]))
     pq.write_table(t, tmp_path / "labeled.parquet")

@@ -115,7 +115,7 @@ def test_scores_dedup_and_mix_details(job):
 def test_unknown_id_and_cli(job):
     from typer.testing import CliRunner
 
-    from curate.cli import app
+    from cli.main import app
 
     e = explain(str(job.job_dir), "no-such-doc")
     assert e["status"] == "not_found" and "neither" in e["message"]

@@ -133,7 +133,7 @@ def test_cli_lm_train_info_score(tmp_path: Path):
     import pyarrow.parquet as pq
     from typer.testing import CliRunner
 
-    from curate.cli import app
+    from cli.main import app
     from curate.testing import textgen
 
     pq.write_table(pa.table({"body": textgen.prose_paragraphs(200, 2)}), tmp_path / "c.parquet")

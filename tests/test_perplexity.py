@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from curate.lm import train_lm
 from curate.fit import FitContext, LocalTaskRunner, ShardSet
+from curate.lm import train_lm
 from curate.stage import StageError
 from curate.stages.perplexity import PerplexityFilter, PerplexityScore, percentile_from_hist
 from curate.testing import textgen

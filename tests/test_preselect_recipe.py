@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from curate.cli import app
+from cli.main import app
 from curate.preselect import ModelSpec, compute_losses
 from curate.stage import StageError
 from curate.testing import textgen as tg

@@ -245,7 +245,7 @@ def test_report_renders_in_headless_chromium(job, tmp_path):
 def test_report_cli_and_missing_job(job, tmp_path):
     from typer.testing import CliRunner
 
-    from curate.cli import app
+    from cli.main import app
 
     r = CliRunner().invoke(app, ["report", str(job.job_dir)])
     assert r.exit_code == 0 and r.output.strip().endswith("report.html")

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 from curate import schema
 from curate.stage import ReportSection
-from curate.stages.mix import MIX_BUCKET, MIX_REPEAT, read_manifest
+from curate.stages.mix_params import MIX_BUCKET, MIX_REPEAT, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from curate.jobdata import JobData

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from curate.commands.fasttext_cmd import fail, out, print_report, train_config
+from cli.fasttext_commands import fail, out, print_report, train_config
 
 app = typer.Typer(
     name="preselect",
@@ -104,8 +104,8 @@ def label(
     """Predictive strength per document, then balanced positives (PS = 1) and negatives."""
     import pyarrow.parquet as pq
 
-    from curate.preselect import label_documents
     from curate.parquet_io import write_json_atomic, write_parquet_atomic
+    from curate.preselect import label_documents
     from curate.stage import StageError
 
     if negatives not in ("lowest", "hard"):

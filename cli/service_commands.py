@@ -1,16 +1,13 @@
-"""CLI for the service: ``curate serve`` and a small HTTP client.
+"""Service commands: ``curate serve`` and a small HTTP client (submit, jobs, status, cancel, retry).
 
-The lead mounts these on the root CLI with ``api.cli.register(app)``; ``python -m api.cli``
-runs them standalone. The client reads ``CURATE_SERVER`` (default
-``http://127.0.0.1:8000``) and ``CURATE_API_TOKEN``.
+The client reads ``CURATE_SERVER`` (default ``http://127.0.0.1:8000``) and ``CURATE_API_TOKEN``.
+A server that cannot be reached is one line naming the URL and how to start one, not a traceback.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,33 +15,10 @@ from urllib.parse import urlparse
 
 import typer
 
+from api.config import LOOPBACK, is_loopback, serve_host
+
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-LOOPBACK = "127.0.0.1"
 FINISHED = {"succeeded", "failed", "cancelled", "interrupted"}
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def serve_host(host: str, token: str | None) -> tuple[str, str | None]:
-    """The host to bind and a warning: without a token only loopback is allowed."""
-    if token:
-        return host, None
-    if _is_loopback(host):
-        return (
-            host,
-            f"CURATE_API_TOKEN is not set: serving on loopback only ({host}); mutating routes are open",
-        )
-    return LOOPBACK, (
-        f"CURATE_API_TOKEN is not set: refusing to bind {host}; serving on loopback only "
-        f"({LOOPBACK}). Set CURATE_API_TOKEN to serve other hosts."
-    )
 
 
 def _client(server: str | None, token: str | None) -> Any:
@@ -156,7 +130,7 @@ def register(app: typer.Typer) -> None:
             typer.secho(str(e), fg="red", err=True)
             raise typer.Exit(2) from None
         with _client(server, token) as c:
-            if _is_loopback(urlparse(str(c.base_url)).hostname or ""):
+            if is_loopback(urlparse(str(c.base_url)).hostname or ""):
                 data = absolutize_spec_paths(data, Path.cwd())
             r = c.post("/v1/jobs", content=json.dumps(data), headers={"Content-Type": "application/json"})
             if r.status_code != 202:
@@ -232,13 +206,3 @@ def register(app: typer.Typer) -> None:
             if r.status_code != 202:
                 _fail(r)
             typer.echo(f"job {job_id}: {r.json()['state']}")
-
-
-def main() -> None:  # pragma: no cover - thin wrapper
-    app = typer.Typer(help="curate service commands", no_args_is_help=True)
-    register(app)
-    app(prog_name="curate")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Pipeline commands: ``curate run``, ``curate validate``, ``curate stages``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _ledger_table(stats: dict) -> Table:
+    t = Table(title="ledger (documents)")
+    for c in ("node", "stage", "in", "kept", "rejected", "top reject reasons"):
+        t.add_column(c, justify="right" if c in ("in", "kept", "rejected") else "left")
+    for nid, ns in stats.get("nodes", {}).items():
+        reasons = sorted(ns.get("rejects_by_reason", {}).items(), key=lambda kv: -kv[1])[:3]
+        kept = str(ns.get("kept", 0)) + (f" (+{ns['copies_added']} copies)" if ns.get("copies_added") else "")
+        t.add_row(nid, ns.get("stage", ""), str(ns.get("in", 0)), kept, str(ns.get("rejected", 0)),
+                  ", ".join(f"{r}={n}" for r, n in reasons))
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``validate`` and ``stages`` to ``app``."""
+
+    @app.command()
+    def run(
+        spec: Path = typer.Argument(..., help="Pipeline spec (YAML or JSON)"),
+        executor: str = typer.Option("local", "--executor", "-e", help="local | ray"),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Existing Ray cluster (default: embedded)"),
+        job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="Job directory (default: spec job_dir or runs/<name>)"),
+        resume: bool = typer.Option(False, "--resume", help="Skip shards and fits already completed"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display"),
+    ) -> None:
+        """Run a pipeline end to end and print its ledger."""
+        from curate.spec import SpecError
+        from workers import JobFailed, run_pipeline
+        from workers.ingest import ShardError
+
+        if executor not in ("local", "ray"):
+            console.print(f"[red]unknown executor '{executor}' (use local or ray)[/red]")
+            raise typer.Exit(2)
+        if executor == "ray" or ray_address:
+            executor = "ray"
+            ray_address = ray_address or os.environ.get("CURATE_RAY_ADDRESS") or None
+        progress_fn = None
+        if not quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+            tasks: dict[str, int] = {}
+
+            def progress_fn(step: str, done: int, total: int) -> None:
+                if step not in tasks:
+                    tasks[step] = prog.add_task(step, total=max(total, 1))
+                prog.update(tasks[step], completed=done if total else 1, total=max(total, 1))
+
+            prog.start()
+        try:
+            result = run_pipeline(spec, executor=executor, job_dir=job_dir, ray_address=ray_address, resume=resume, progress=progress_fn)
+        except SpecError as e:
+            if not quiet:
+                prog.stop()
+            console.print(f"[red]{escape(str(e))}[/red]")
+            raise typer.Exit(2)
+        except (JobFailed, ShardError) as e:
+            if not quiet:
+                prog.stop()
+            console.print(f"[red]job failed:[/red] {escape(str(e))}")
+            raise typer.Exit(1)
+        if not quiet:
+            prog.stop()
+        out.print(_ledger_table(result.stats))
+        for w in result.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+        out.print(f"job directory: {escape(str(result.job_dir))}")
+        for name, path in result.outputs.items():
+            out.print(f"output {escape(name)}: {escape(path)}")
+        report = Path(result.job_dir) / "report.html"
+        if report.exists():
+            out.print(f"report: {report}")
+
+
+    @app.command()
+    def validate(spec: Path = typer.Argument(..., help="Pipeline spec (YAML or JSON)")) -> None:
+        """Validate a spec and print every problem, by node."""
+        from curate.plan import make_plan
+        from curate.spec import SpecError, validate_spec
+
+        try:
+            ps = validate_spec(spec)
+        except SpecError as e:
+            console.print(f"[red]{escape(str(e))}[/red]")
+            raise typer.Exit(2)
+        plan = make_plan(ps)
+        out.print(f"[green]valid[/green]: {len(ps.nodes)} nodes, {len(plan.steps)} steps")
+        for s in plan.steps:
+            head = f"fit {s.barrier} -> " if s.barrier else ""
+            out.print(f"  step {s.id}: {', '.join(s.sources)} -> {head}{' -> '.join(s.chain) or '(materialize)'}")
+
+
+    @app.command()
+    def stages(
+        as_json: bool = typer.Option(False, "--json", help="Print the full catalogue with JSON schemas"),
+        name: Optional[str] = typer.Argument(None, help="Show one stage's schema"),
+    ) -> None:
+        """List every stage with its kind and parameters (JSON schema with --json)."""
+        from curate.registry import catalogue
+
+        cat = catalogue()
+        if name:
+            cat = [c for c in cat if c["name"] == name]
+            if not cat:
+                console.print(f"[red]unknown stage '{name}'[/red]")
+                raise typer.Exit(2)
+            as_json = True
+        if as_json:
+            out.print_json(json.dumps(cat))
+            return
+        t = Table(title="curate stages")
+        for c in ("stage", "kind", "parameters", "summary"):
+            t.add_column(c)
+        for c in cat:
+            props = c["params_schema"].get("properties", {})
+            t.add_row(c["name"], c["kind"], ", ".join(props), c["summary"])
+        out.print(t)
