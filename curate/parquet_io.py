@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 
@@ -68,40 +69,83 @@ def parquet_settings(schema: pa.Schema, dictionary: bool = True) -> tuple[dict[s
     return comp, ([f.name for f in schema if not _is_hash_column(f.type)] if dictionary else False)
 
 
+class SchemaDrift(ValueError):
+    """A later table has columns the first one did not (``ParquetParts(conform=True)``)."""
+
+
+def conform_table(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """``table`` with ``target``'s columns, types and order: casts, and nulls for columns it lacks."""
+    extra = [n for n in table.column_names if n not in target.names]
+    if extra:
+        raise SchemaDrift(f"columns {extra} appeared in a later batch only; stages must add columns consistently")
+    cols = []
+    for f in target:
+        if f.name in table.column_names:
+            c = table.column(f.name)
+            cols.append(c if c.type == f.type else pc.cast(c, f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=target)
+
+
+def _nonnull_schema(s: pa.Schema) -> pa.Schema:
+    # An all-null first table would pin a column to type null; widen it to string.
+    return pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in s])
+
+
 class ParquetParts:
     """Parquet files written a table at a time (each ``write`` appends a row group) under
     temporary names, renamed into place together by ``commit`` (``abort`` removes them).
-    Used as a context manager: commit on success, abort on error."""
+    Used as a context manager: commit on success, abort on error.
 
-    def __init__(self, dictionary: bool = True):
+    By default hash columns are stored plain (:func:`parquet_settings`) and later tables are
+    cast to the first one's schema. With ``compression`` every column uses it (dictionary
+    encoding as ``dictionary`` says). With ``conform``, the first table's all-null columns
+    become strings and later tables are conformed (:func:`conform_table`): a stage's batches
+    may differ in column types or lack columns, never add new ones."""
+
+    def __init__(self, dictionary: bool = True, compression: str | None = None, conform: bool = False):
         self.dictionary = dictionary
-        self._open: dict[Path, tuple[pq.ParquetWriter, Path]] = {}
+        self.compression = compression
+        self.conform = conform
+        self._open: dict[Path, tuple[pq.ParquetWriter, Path, pa.Schema]] = {}
+        self.rows: dict[Path, int] = {}
 
     def write(self, path: Path | str, table: pa.Table) -> None:
         path = Path(path)
         if path not in self._open:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            comp, dic = parquet_settings(table.schema, self.dictionary)
-            self._open[path] = (pq.ParquetWriter(tmp, table.schema, compression=comp, use_dictionary=dic), tmp)
-        w = self._open[path][0]
-        w.write_table(table if table.schema == w.schema else table.cast(w.schema))
+            schema = _nonnull_schema(table.schema) if self.conform else table.schema
+            if self.compression:
+                comp, dic = self.compression, self.dictionary
+            else:
+                comp, dic = parquet_settings(schema, self.dictionary)
+            self._open[path] = (pq.ParquetWriter(tmp, schema, compression=comp, use_dictionary=dic), tmp, schema)
+            self.rows[path] = 0
+        w, _, schema = self._open[path]
+        if table.schema != schema:
+            table = conform_table(table, schema) if self.conform else table.cast(schema)
+        w.write_table(table)
+        self.rows[path] += table.num_rows
 
     def __contains__(self, path: Path | str) -> bool:
         return Path(path) in self._open
 
     def commit(self) -> list[Path]:
         done = list(self._open)
-        for path, (w, tmp) in self._open.items():
+        for path, (w, tmp, _) in self._open.items():
             w.close()
             os.replace(tmp, path)
         self._open.clear()
         return done
 
     def abort(self) -> None:
-        for w, tmp in self._open.values():
-            w.close()
-            tmp.unlink(missing_ok=True)
+        for w, tmp, _ in self._open.values():
+            try:
+                w.close()
+            finally:
+                tmp.unlink(missing_ok=True)
         self._open.clear()
 
     def __enter__(self) -> ParquetParts:

@@ -14,7 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workers.runner import Job, JobFailed, JobResult, LedgerError, ProgressFn, read_output
+from workers.executor import ProgressFn
+from workers.job import Job, JobResult
+from workers.job_errors import JobFailed, LedgerError
+from workers.outputs import read_output
 
 __all__ = ["apply", "run_pipeline", "read_corpus", "JobResult", "JobFailed", "LedgerError", "read_output",
            "make_executor"]

@@ -9,12 +9,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.spec import resolve_input_files
 from curate.fit import FitContext
+from curate.spec import resolve_input_files
 from curate.util import id_hashes
+from workers.job_errors import JobFailed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from workers.runner import Job
+    from workers.job import Job
 
 
 class _IdMap:
@@ -128,3 +129,31 @@ def find_shared_ids(job: "Job", input_names: list[str]) -> tuple[int, list[str]]
         count += t.num_rows
         examples += t.column("id").to_pylist()[: 10 - len(examples)]
     return count, sorted(set(examples))
+
+
+def check_duplicate_ids(job: Job, read: set[str]) -> None:
+    """Detect duplicate ids in user-supplied id columns (assigned ids are unique), before any
+    step runs: ``on_duplicate_ids: fail`` fails the job at once naming them; ``warn`` records them."""
+    for name in job.spec.inputs:
+        if name not in read:
+            continue
+        dups = find_duplicate_ids(job, name)
+        if dups is None:
+            continue
+        count, examples = dups
+        ns = job.node_stats.setdefault(name, {})
+        ns["duplicate_ids"] = {"count": count, "examples": examples}
+        if count:
+            msg = f"input '{name}' has {count} duplicate id value(s), e.g. {examples[:5]}"
+            if job.spec.settings.on_duplicate_ids == "fail":
+                raise JobFailed(msg)
+            ns.setdefault("warnings", []).append(msg)
+            job.warnings.append(msg)
+    # Ids must also be unique across inputs (e.g. two datasets both numbered from 0).
+    names = [n for n in job.spec.inputs if n in read]
+    shared = find_shared_ids(job, names) if len(names) > 1 else None
+    if shared and shared[0]:
+        msg = f"inputs {names} share {shared[0]} id value(s), e.g. {shared[1][:5]}"
+        if job.spec.settings.on_duplicate_ids == "fail":
+            raise JobFailed(msg)
+        job.warnings.append(msg)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
-import os
-
 from curate.fit import TaskRunner
+from workers.executor import Executor
 from workers.task_runners import ThreadTaskRunner
-from workers.runner import Executor
 
 
 class LocalExecutor(Executor):

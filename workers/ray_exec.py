@@ -25,9 +25,10 @@ import pyarrow as pa
 
 from curate.fit import TaskRunner
 from curate.stage import StageError
-from workers.task_runners import release_memory
+from workers.executor import Executor
 from workers.ingest import ShardError
-from workers.runner import Executor, JobFailed
+from workers.job_errors import JobFailed
+from workers.task_runners import release_memory
 
 _RETRIES = 4
 
@@ -127,11 +128,11 @@ class RayExecutor(Executor):
         return RayTaskRunner()
 
     def run_shards(self, task, shards: list[dict], uses_model: bool, on_result: Callable[[dict], None]) -> list[dict]:
-        import ray
-        import ray.data
-
         import logging
         import warnings
+
+        import ray
+        import ray.data
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*")

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import schema
+from curate.parquet_io import ParquetParts, SchemaDrift, conform_table, iter_file_batches, write_json_atomic
 from curate.spec import InputSpec, NodeSpec, build_stage
-from curate.parquet_io import iter_file_batches, write_json_atomic
 from curate.stage import MapResult, StageError
 from curate.text.normalize import utf8_bytes
 from workers.ingest import Shard, ShardError, read_shard
@@ -51,58 +51,6 @@ class NodeCounter:
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
         }
-
-
-class _Writer:
-    """Streaming Parquet writer to a temp name; casts later batches to the first schema."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        self.writer: pq.ParquetWriter | None = None
-        self.schema: pa.Schema | None = None
-        self.rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.schema = _nonnull_schema(table.schema)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
-        if table.schema != self.schema:
-            table = _conform(table, self.schema)
-        self.writer.write_table(table)
-        self.rows += table.num_rows
-
-    def commit(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            try:
-                self.writer.close()
-            finally:
-                self.tmp.unlink(missing_ok=True)
-
-
-def _nonnull_schema(s: pa.Schema) -> pa.Schema:
-    # An all-null first batch would pin a column to type null; widen it to string.
-    return pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in s])
-
-
-def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
-    cols = []
-    for f in target:
-        if f.name in table.column_names:
-            c = table.column(f.name)
-            cols.append(c if c.type == f.type else pc.cast(c, f.type))
-        else:
-            cols.append(pa.nulls(table.num_rows, f.type))
-    extra = [n for n in table.column_names if n not in target.names]
-    if extra:
-        raise StageError(f"columns {extra} appeared in a later batch only; stages must add columns consistently")
-    return pa.Table.from_arrays(cols, schema=target)
 
 
 class ShardTask:
@@ -148,19 +96,20 @@ class ShardTask:
         key = shard["key"]
         out_dir = Path(cfg["out_dir"])
         rej_root = Path(cfg["job_dir"]) / "rejects"
-        batch_size = cfg["batch_size"]
         counters: dict[str, NodeCounter] = {}
-        writers: dict[str, _Writer] = {}
-        out = _Writer(out_dir / f"part-{key}.parquet")
+        parts = ParquetParts(compression="zstd", conform=True)  # this shard's output and rejects parts
+        out_path = out_dir / f"part-{key}.parquet"
+        rejected_at: set[str] = set()
         t0, c0 = time.perf_counter(), time.process_time()
         skipped = None
 
         allowed = self._allowed_reasons(shard)
 
-        def rejw(node: str) -> _Writer:
-            if node not in writers:
-                writers[node] = _Writer(rej_root / node / f"part-{key}.parquet")
-            return writers[node]
+        def write(path: Path, table: pa.Table) -> None:
+            try:
+                parts.write(path, table)
+            except SchemaDrift as e:
+                raise StageError(str(e)) from None
 
         def record(node: str, batch: pa.Table, res: MapResult, dt: float, dc: float) -> None:
             c = counters.setdefault(node, NodeCounter())
@@ -183,7 +132,8 @@ class ShardTask:
                                          f"does not declare (declared: {sorted(allowed[node])})")
                     c.reasons[reason] = c.reasons.get(reason, 0) + n
                 r = r.append_column(schema.STAGE, pa.array([node] * r.num_rows, pa.string()))
-                rejw(node).write(r)
+                write(rej_root / node / f"part-{key}.parquet", r)
+                rejected_at.add(node)
 
         try:
             for batch in self._batches(shard, record):
@@ -192,35 +142,29 @@ class ShardTask:
                     res = apply(batch)
                     record(st.node_id, batch, res, time.perf_counter() - w0, time.process_time() - p0)
                     batch = res.kept
-                out.write(batch)
-            out.commit()
-            for w in writers.values():
-                w.commit()
+                write(out_path, batch)
+            parts.commit()
             # A redone shard (resume after a spec change) that no longer rejects at a node
             # must not leave the earlier run's rejects behind.
             for node in self._node_ids(shard):
-                if node not in writers:
+                if node not in rejected_at:
                     (rej_root / node / f"part-{key}.parquet").unlink(missing_ok=True)
         except ShardError as e:
-            out.abort()
-            for w in writers.values():
-                w.abort()
+            parts.abort()
             if cfg["on_bad_shard"] != "skip":
                 raise
             skipped = {"path": e.path, "problem": e.problem}
             counters = {}
         except BaseException:
-            out.abort()
-            for w in writers.values():
-                w.abort()
+            parts.abort()
             raise
         result = {
             "key": key,
             "shard": shard,
             "fingerprint": cfg["fingerprint"],
             "nodes": {k: v.to_dict() for k, v in counters.items()},
-            "rows_out": out.rows,
-            "output": str(out.path) if out.writer is not None else None,
+            "rows_out": parts.rows.get(out_path, 0),
+            "output": str(out_path) if out_path in parts.rows else None,
             "skipped": skipped,
             "wall_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0,
@@ -270,10 +214,10 @@ class ShardTask:
         else:
             target = cfg.get("source_schema")
             for t in iter_file_batches(shard["path"], None, cfg["batch_size"]):
-                yield t if target is None else _conform(t.replace_schema_metadata(None), target)
+                yield t if target is None else conform_table(t.replace_schema_metadata(None), target)
             if pq.ParquetFile(shard["path"]).metadata.num_rows == 0:
                 t = pq.read_schema(shard["path"]).empty_table()
-                yield t if target is None else _conform(t.replace_schema_metadata(None), target)
+                yield t if target is None else conform_table(t.replace_schema_metadata(None), target)
 
 
 def _value_counts(arr: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]]:

@@ -13,7 +13,6 @@ import pyarrow as pa
 
 from curate.fit import TaskRunner
 
-
 _LIBC: Any = None
 
 

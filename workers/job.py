@@ -1,8 +1,10 @@
 """The job driver shared by both executors: plan, fit barriers, run steps, keep the ledger.
 
-An executor supplies two things: ``run_shards(task, shards, uses_model)`` (process
-shards, possibly in parallel) and a :class:`curate.stage.TaskRunner` for barrier fits.
-Everything else (resume, the ledger, stats, the report) is the same for both.
+One run of a spec in a job directory. The executor (:mod:`workers.executor`) runs shards
+and fit tasks; this module orchestrates: list inputs, run each planned step (fitting its
+barrier first, or reusing the fit on resume), merge shard results into the ledger
+(:mod:`workers.ledger`), publish outputs (:mod:`workers.outputs`) and write the job files
+(:mod:`workers.job_files`, :mod:`workers.job_stats`, the report).
 """
 
 from __future__ import annotations
@@ -13,45 +15,29 @@ import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow.parquet as pq
 import xxhash
 
 import curate
 from curate import schema
+from curate.fit import FitContext, ShardSet
+from curate.parquet_io import write_json_atomic
 from curate.plan import Plan, Step, make_plan
 from curate.spec import PipelineSpec, SpecError, build_stage, validate_spec
-from curate.fit import FitContext, ShardSet, TaskRunner
-from curate.parquet_io import write_json_atomic
 from curate.stage import StageError
+from workers.dupids import check_duplicate_ids
+from workers.executor import Executor, ProgressFn
 from workers.ingest import Shard, ShardError, list_input_shards
+from workers.job_errors import JobFailed, LedgerError, user_error
+from workers.job_files import JobOutcome, NodeCounts, Progress, write_progress, write_result
+from workers.job_stats import fingerprint, write_stats
+from workers.ledger import check_ledger, merge_shard_results
+from workers.outputs import node_dirs, output_paths, publish_outputs, read_output
 
-
-def _user_error(e: BaseException) -> BaseException | None:
-    """The first clear, user-facing error in ``e``'s cause chain (Ray wraps worker errors)."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        nxt = getattr(cur, "cause", None)  # ray.exceptions.RayTaskError: look inside first
-        if isinstance(nxt, BaseException):
-            cur = nxt
-            continue
-        if isinstance(cur, (ShardError, StageError, JobFailed, SpecError)):
-            return cur
-        cur = cur.__cause__ or cur.__context__
-    return None
-
-
-class JobFailed(RuntimeError):
-    """A job could not complete; the message says why (and names the file or node)."""
-
-
-class LedgerError(JobFailed):
-    """The conservation ledger does not balance."""
+__all__ = ["Job", "JobFailed", "JobResult", "LedgerError", "read_output"]
 
 
 @dataclass
@@ -63,25 +49,6 @@ class JobResult:
     ledger: dict[str, dict[str, int]]
     outputs: dict[str, str]
     warnings: list[str] = field(default_factory=list)
-
-
-ProgressFn = Callable[[str, int, int], None]
-
-
-class Executor:
-    """Backend interface (local or Ray)."""
-
-    name = "base"
-
-    def task_runner(self) -> TaskRunner:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def run_shards(self, task, shards: list[dict], uses_model: bool, on_result: Callable[[dict], None]) -> list[dict]:
-        raise NotImplementedError  # pragma: no cover
-
-
-def _fp(obj: Any) -> str:
-    return xxhash.xxh3_64_hexdigest(json.dumps(obj, sort_keys=True, default=str).encode())
 
 
 def _text_columns(ps: PipelineSpec) -> dict[str, str]:
@@ -122,15 +89,7 @@ class Job:
         self.warnings: list[str] = []
         self.skipped: list[dict] = []
         self.fingerprints: dict[str, str] = {}
-        self.node_dirs: dict[str, Path] = {}
-        for x in self.plan.materialized:
-            self.node_dirs[x] = self.job_dir / "nodes" / x
-        for out in self.spec.outputs.values():
-            if _is_remote(out.path):
-                continue  # written locally under nodes/, uploaded when the job succeeds
-            self.node_dirs.setdefault(out.node, Path(out.path).resolve())
-            if self.node_dirs[out.node] == self.job_dir / "nodes" / out.node:
-                self.node_dirs[out.node] = Path(out.path).resolve()
+        self.node_dirs: dict[str, Path] = node_dirs(self.spec, self.plan, self.job_dir)
 
     # ------------------------------------------------------------------------------
     def run(self) -> JobResult:
@@ -138,18 +97,18 @@ class Job:
         self._prepare_dirs()
         write_json_atomic(self.job_dir / "spec.json", self.spec.model_dump(mode="json"))
         write_json_atomic(self.job_dir / "plan.json", self.plan.to_dict())
-        self._progress_state: dict[str, Any] = {"state": "running", "steps": {}}
+        self._progress = Progress()
         try:
             shards_by_input = self._list_inputs()
-            self._check_duplicate_ids(set(shards_by_input))  # before any work: fail early
+            check_duplicate_ids(self, set(shards_by_input))  # before any work: fail early
             for step in self.plan.steps:
                 self._run_step(step, shards_by_input)
-            self._copy_extra_outputs()
-            ledger = self._check_ledger()
+            publish_outputs(self.spec, self.node_dirs)
+            ledger = check_ledger(self.spec, self.node_stats, self.node_dirs, self.job_dir)
         except Exception as e:
             # A user-facing error raised on a worker (a bad shard, a stage that cannot run
             # on its data) arrives wrapped by Ray: surface it as the local executor does.
-            user = _user_error(e)
+            user = user_error(e)
             if isinstance(user, ShardError):
                 err: Exception = ShardError(user.path, user.problem)
             elif isinstance(user, (JobFailed, SpecError)):
@@ -159,14 +118,14 @@ class Job:
             else:
                 err = JobFailed(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
             self._write_stats(started, "failed", error=str(err))
-            write_json_atomic(self.job_dir / "result.json", {"state": "failed", "error": str(err), "outputs": {}})
+            write_result(self.job_dir, JobOutcome(state="failed", error=str(err)))
             if err is e:
                 raise
             raise err from e
-        outputs = {name: o.path if _is_remote(o.path) else str(Path(o.path).resolve()) for name, o in self.spec.outputs.items()}
+        outputs = output_paths(self.spec)
         stats = self._write_stats(started, "succeeded", outputs=outputs)
         write_json_atomic(self.job_dir / "ledger.json", ledger)
-        write_json_atomic(self.job_dir / "result.json", {"state": "succeeded", "error": None, "outputs": outputs})
+        write_result(self.job_dir, JobOutcome(state="succeeded", outputs=outputs))
         self._write_report()
         return JobResult(self.job_dir, stats, ledger, outputs, list(self.warnings))
 
@@ -221,7 +180,7 @@ class Job:
         inp = [(s.get("key"), s.get("fingerprint")) for s in shards] if step.source_kind == "input" else []
         src_inputs = [self.spec.inputs[s].model_dump(mode="json") for s in step.sources if s in self.spec.inputs]
         st = self.spec.settings
-        return _fp([nodes, ups, inp, src_inputs, self.spec.seed, st.max_doc_bytes, st.on_bad_shard, curate.__version__])
+        return fingerprint([nodes, ups, inp, src_inputs, self.spec.seed, st.max_doc_bytes, st.on_bad_shard, curate.__version__])
 
     def _run_step(self, step: Step, shards_by_input: dict[str, list[Shard]]) -> None:
         shards = self._source_shards(step, shards_by_input)
@@ -276,7 +235,9 @@ class Job:
         for f in out_dir.glob("*.tmp"):
             f.unlink(missing_ok=True)
         self._drop_stale_parts(step, {s["key"] for s in shards})
-        self._merge_results(step, results, wall)
+        for sk in merge_shard_results(self.node_stats, step, results, wall):
+            self.skipped.append(sk)
+            self.warnings.append(f"skipped bad shard {sk['path']}: {sk['problem']}")
         try:
             run_stats = task.run_stats() if not step.uses_model else self._model_run_stats(step)
         except Exception:  # stats must never fail a finished step
@@ -356,7 +317,7 @@ class Job:
         try:
             state = stage.fit(inputs, ctx)
         except Exception as e:
-            raise JobFailed(f"node '{nid}' ({node.stage}): fit failed: {_user_error(e) or e}") from e
+            raise JobFailed(f"node '{nid}' ({node.stage}): fit failed: {user_error(e) or e}") from e
         finally:
             close = getattr(ctx.runner, "close", None)
             if close is not None:
@@ -379,162 +340,24 @@ class Job:
             ns.setdefault("warnings", []).extend(warnings)
             self.warnings += [f"{nid}: {w}" for w in warnings]
 
-    def _merge_results(self, step: Step, results: list[dict], wall: float) -> None:
-        keys = ("in", "kept", "rejected", "bytes_in", "bytes_kept", "bytes_rejected", "copies_added", "wall_s", "cpu_s")
-        for r in sorted(results, key=lambda r: r["key"]):  # Ray returns them in completion order
-            if r.get("skipped"):
-                self.skipped.append(r["skipped"])
-                self.warnings.append(f"skipped bad shard {r['skipped']['path']}: {r['skipped']['problem']}")
-            for nid, c in r["nodes"].items():
-                ns = self.node_stats.setdefault(nid, {})
-                for k in keys:
-                    ns[k] = ns.get(k, 0) + c.get(k, 0)
-                rb = ns.setdefault("rejects_by_reason", {})
-                for reason, n in c["rejects_by_reason"].items():
-                    rb[reason] = rb.get(reason, 0) + n
-        for nid in (step.sources if step.source_kind == "input" else []) + step.nodes:
-            ns = self.node_stats.setdefault(nid, {})
-            for k in keys:
-                ns.setdefault(k, 0)
-            ns.setdefault("rejects_by_reason", {})
-            ns["step"] = step.id
-        self.node_stats.setdefault(step.output, {})["step_wall_s"] = wall
-        self.node_stats[step.output]["shards"] = len(results)
-
-    def _copy_extra_outputs(self) -> None:
-        for name, o in self.spec.outputs.items():
-            src = self.node_dirs[o.node]
-            if _is_remote(o.path):
-                _upload(src, o.path)
-                continue
-            dst = Path(o.path).resolve()
-            if dst != src:
-                dst.mkdir(parents=True, exist_ok=True)
-                names = {f.name for f in src.glob("part-*.parquet")}
-                for f in dst.glob("part-*.parquet"):
-                    if f.name not in names:  # stale part from an earlier (resumed) run
-                        f.unlink()
-                for name in sorted(names):
-                    shutil.copyfile(src / name, dst / name)
-
-    # ------------------------------------------------------------------------------
-    def _check_ledger(self) -> dict[str, dict[str, int]]:
-        """Every node: in == kept + rejected; every edge: consumer in == producer kept."""
-        ledger: dict[str, dict[str, int]] = {}
-        problems = []
-        for nid, ns in self.node_stats.items():
-            if "in" not in ns:
-                continue
-            ledger[nid] = {k: ns[k] for k in ("in", "kept", "rejected", "copies_added")}
-            if ns["in"] != ns["kept"] + ns["rejected"]:
-                problems.append(f"node '{nid}': in {ns['in']} != kept {ns['kept']} + rejected {ns['rejected']}")
-        for n in self.spec.nodes:
-            if n.id not in ledger:
-                continue
-            stage = build_stage(n, self.spec.seed)
-            data_ins = stage.data_inputs(n.inputs) if stage.kind == "barrier" else n.inputs
-            upstream = sum(ledger[i]["kept"] + ledger[i]["copies_added"] for i in data_ins if i in ledger)
-            if upstream != ledger[n.id]["in"]:
-                problems.append(f"node '{n.id}': in {ledger[n.id]['in']} != upstream kept {upstream}")
-        problems += self._check_files(ledger)
-        if problems:
-            raise LedgerError("ledger does not balance:\n" + "\n".join("  - " + p for p in problems))
-        return ledger
-
-    def _check_files(self, ledger: dict[str, dict[str, int]]) -> list[str]:
-        """What is on disk agrees with the counts: node parts hold ``kept`` (+ copies)
-        rows and the rejects sink holds ``rejected`` rows (Parquet footers only)."""
-
-        def rows(d: Path) -> int:
-            return sum(pq.ParquetFile(f).metadata.num_rows for f in d.glob("part-*.parquet"))
-
-        problems = []
-        for nid, c in ledger.items():
-            d = self.node_dirs.get(nid)
-            if d is not None and rows(d) != c["kept"] + c["copies_added"]:
-                problems.append(f"node '{nid}': {rows(d)} rows in {d} != kept {c['kept'] + c['copies_added']}")
-            r = rows(self.job_dir / "rejects" / nid)
-            if r != c["rejected"]:
-                problems.append(f"node '{nid}': {r} rows in the rejects sink != rejected {c['rejected']}")
-        return problems
-
-    def _check_duplicate_ids(self, read: set[str]) -> None:
-        """Detect duplicate ids in user-supplied id columns (assigned ids are unique)."""
-        from workers.dupids import find_duplicate_ids
-
-        for name in self.spec.inputs:
-            if name not in read:
-                continue
-            dups = find_duplicate_ids(self, name)
-            if dups is None:
-                continue
-            count, examples = dups
-            ns = self.node_stats.setdefault(name, {})
-            ns["duplicate_ids"] = {"count": count, "examples": examples}
-            if count:
-                msg = f"input '{name}' has {count} duplicate id value(s), e.g. {examples[:5]}"
-                if self.spec.settings.on_duplicate_ids == "fail":
-                    raise JobFailed(msg)
-                ns.setdefault("warnings", []).append(msg)
-                self.warnings.append(msg)
-        # Ids must also be unique across inputs (e.g. two datasets both numbered from 0).
-        from workers.dupids import find_shared_ids
-
-        names = [n for n in self.spec.inputs if n in read]
-        shared = find_shared_ids(self, names) if len(names) > 1 else None
-        if shared and shared[0]:
-            msg = f"inputs {names} share {shared[0]} id value(s), e.g. {shared[1][:5]}"
-            if self.spec.settings.on_duplicate_ids == "fail":
-                raise JobFailed(msg)
-            self.warnings.append(msg)
-
-    # ------------------------------------------------------------------------------
     def _report_progress(self, step: str, done: int, total: int) -> None:
-        self._progress_state["steps"][step] = {"done": done, "total": total}
-        self._progress_state["nodes"] = {k: {x: v.get(x, 0) for x in ("in", "kept", "rejected")} for k, v in self.node_stats.items()}
-        # progress.json's steps are a list of {step, done, total} (workers.job_files.Progress)
-        steps = [{"step": k, **v} for k, v in self._progress_state["steps"].items()]
+        self._progress.step(step, done, total)
+        self._progress.nodes = {
+            k: NodeCounts.model_validate({x: v.get(x, 0) for x in ("in", "kept", "rejected")})
+            for k, v in self.node_stats.items()
+        }
         try:
-            write_json_atomic(self.job_dir / "progress.json", {**self._progress_state, "steps": steps})
+            write_progress(self.job_dir, self._progress)
         except OSError:
             pass
         if self.progress:
             self.progress(step, done, total)
 
     def _write_stats(self, started: float, state: str, error: str | None = None, outputs: dict | None = None) -> dict:
-        nodes = {}
-        for name in self.spec.inputs:
-            if name in self.node_stats:
-                nodes[name] = {"stage": "input", "kind": "input", "inputs": [], **self.node_stats[name]}
-        for n in self.spec.nodes:
-            from curate.registry import get_stage_class
-
-            kind = get_stage_class(n.stage).kind
-            nodes[n.id] = {"stage": n.stage, "kind": kind, "inputs": n.inputs, **self.node_stats.get(n.id, {})}
-        for ns in nodes.values():
-            ns.setdefault("fit_stats", None)
-            ns.setdefault("run_stats", {})
-            ns.setdefault("warnings", [])
-        stats = {
-            "job": {
-                "name": self.spec.name,
-                "seed": self.spec.seed,
-                "curate_version": curate.__version__,
-                "spec_hash": _fp(self.spec.model_dump(mode="json")),
-                "executor": self.executor.name,
-                "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-                "finished_at": datetime.now(timezone.utc).isoformat(),
-                "wall_s": time.time() - started,
-                "state": state,
-                "error": error,
-                "job_dir": str(self.job_dir),
-            },
-            "nodes": nodes,
-            "outputs": outputs or {},
-            "skipped_shards": self.skipped,
-            "warnings": self.warnings,
-        }
-        write_json_atomic(self.job_dir / "stats.json", stats)
+        stats = write_stats(
+            self.job_dir, self.spec, self.node_stats, executor=self.executor.name, started=started, state=state,
+            error=error, outputs=outputs, skipped=self.skipped, warnings=self.warnings,
+        )
         if state == "succeeded":
             (self.job_dir / "INCOMPLETE").unlink(missing_ok=True)
         return stats
@@ -548,44 +371,3 @@ class Job:
             report.write_report(self.job_dir)
         except Exception as e:  # a report problem must not fail a finished job
             self.warnings.append(f"report not written: {e}")
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in str(path)
-
-
-def _upload(src: Path, dst: str) -> None:
-    """Copy a node's part files to a remote prefix (s3://...); each object PUT is atomic."""
-    import fsspec
-
-    fs, _, (root,) = fsspec.get_fs_token_paths(dst)
-    names = sorted(f.name for f in src.glob("part-*.parquet"))
-    try:
-        existing = [p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith("part-")]
-    except FileNotFoundError:
-        existing = []
-    for p in existing:  # stale parts of an earlier run
-        if p.rsplit("/", 1)[-1] not in names:
-            fs.rm(p)
-    for n in names:
-        fs.put_file(str(src / n), f"{root.rstrip('/')}/{n}")
-
-
-def output_files(path: str | Path) -> list[str]:
-    """Part files of an output directory, sorted."""
-    return sorted(str(p) for p in Path(path).glob("part-*.parquet"))
-
-
-def read_output(path: str | Path, sort_by_id: bool = True):
-    """Read an output directory into one table (small outputs; tests and examples)."""
-    import pyarrow as pa
-
-    files = output_files(path)
-    if not files:
-        return pa.table({})
-    t = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
-    if sort_by_id and schema.ID in t.column_names:
-        import pyarrow.compute as pc
-
-        t = t.take(pc.sort_indices(t, sort_keys=[(schema.ID, "ascending")]))
-    return t
