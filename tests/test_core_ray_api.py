@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,9 +49,15 @@ def test_user_script_on_existing_cluster(tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     ray_bin = str(Path(sys.executable).with_name("ray"))
     port = 26379 + os.getpid() % 1000
+    # A private temp dir (short: Ray's socket paths must fit in 107 bytes): nothing of this
+    # cluster lands in /tmp/ray, where a stale `ray_current_cluster` would make a user's later
+    # plain `ray.init(num_cpus=2)` try to connect to a dead cluster.
+    temp_dir = tempfile.mkdtemp(prefix="curate-ray-")
+    shared_marker = Path("/tmp/ray/ray_current_cluster")
+    marker_before = shared_marker.exists()
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         "--object-store-memory=150000000", "--disable-usage-stats"],
+         "--object-store-memory=150000000", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 90
@@ -79,3 +87,5 @@ def test_user_script_on_existing_cluster(tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert marker_before or not shared_marker.exists()
