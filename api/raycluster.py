@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -227,4 +228,5 @@ class EmbeddedRay:
                 self.pgid = None  # long gone; the number may belong to someone else now
         self._kill_group()
         self.state_file.unlink(missing_ok=True)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # the dead head's sockets and session logs
         self.address = self.pgid = None

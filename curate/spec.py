@@ -300,7 +300,7 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
             for x in st.extra_inputs():
                 if x not in known:
                     problems.append(Problem(node=n.id, field="params", message=f"references unknown node '{x}'"))
-            if st.kind == "map" and len(n.inputs) > 1 and n.stage != "union":
+            if st.kind == "map" and len(n.inputs) > 1 and not st.joins_inputs:
                 problems.append(
                     Problem(node=n.id, field="inputs", message="a map stage takes one input; join branches with `union`")
                 )
@@ -336,12 +336,13 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
         for nid in _topo(edges):
             n = ids[nid]
             ups = [provided.get(i) for i in n.inputs]
+            st = stages.get(nid)
             cols: set[str] | None
             if any(u is None for u in ups):
                 cols = None
             else:
-                cols = set.intersection(*ups) if n.stage == "union" and ups else set().union(*ups)
-            st = stages.get(nid)
+                joins = st is not None and st.joins_inputs
+                cols = set.intersection(*ups) if joins and ups else set().union(*ups)
             if st is not None and cols is not None:
                 missing = st.required_columns() - cols
                 for c in sorted(missing):

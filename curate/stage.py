@@ -159,6 +159,8 @@ class Stage:
     uses_model: ClassVar[bool] = False
     reject_reasons: ClassVar[dict[str, str]] = {}
     """Every reason this stage's rejected rows may carry -> what it means."""
+    joins_inputs: ClassVar[bool] = False
+    """A map stage that reads several inputs as one stream (its columns: those all share)."""
 
     def __init__(self, params: StageParams | dict | None = None, /, **kwargs: Any) -> None:
         if isinstance(params, StageParams):

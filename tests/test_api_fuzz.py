@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def _service():
     svc.start()
     yield
     svc.shutdown()
+    shutil.rmtree(_TMP, ignore_errors=True)
 
 
 @schema.parametrize()

@@ -17,7 +17,9 @@ the returned dataset unless ``rejects="keep"`` (then they stay, with ``stage``,
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,10 @@ def apply(
                          "stable ids first")
     state = None
     if isinstance(stage, BarrierStage):
-        wd = Path(work_dir or tempfile.mkdtemp(prefix=f"curate-{stage.name}-"))
+        if work_dir is None:  # a private one, removed when this driver exits (the dataset is lazy)
+            work_dir = tempfile.mkdtemp(prefix=f"curate-{stage.name}-")
+            atexit.register(shutil.rmtree, work_dir, True)
+        wd = Path(work_dir)
         data_dir = wd / "input"
         ds.write_parquet(str(data_dir))
         ds = ray.data.read_parquet(str(data_dir))

@@ -194,6 +194,7 @@ class Union(MapStage):
 
     name = "union"
     Params = UnionParams
+    joins_inputs = True
 
     def process(self, batch: pa.Table) -> MapResult:
         return MapResult(batch, None)
