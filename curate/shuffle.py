@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,8 +19,12 @@ import pyarrow.parquet as pq
 
 from curate.parquet_io import ParquetParts, parquet_settings, write_parquet_atomic
 
-if TYPE_CHECKING:  # pragma: no cover
-    from curate.fit import FitContext
+
+class ShuffleContext(Protocol):
+    """What a shuffle needs of a fit context (:class:`curate.fit.FitContext` is one)."""
+
+    scratch_dir: Any
+    runner: Any
 
 
 def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
@@ -81,7 +85,7 @@ class _ReduceTask:
 
 
 def run_shuffle(
-    ctx: "FitContext",
+    ctx: ShuffleContext,
     sources: Sequence[Any],
     map_fn: Callable[[str], pa.Table | None],
     key: str,

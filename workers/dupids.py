@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -14,8 +14,16 @@ from curate.spec import resolve_input_files
 from curate.util import id_hashes
 from workers.job_errors import JobFailed
 
-if TYPE_CHECKING:  # pragma: no cover
-    from workers.job import Job
+
+class Job(Protocol):
+    """What the duplicate-id checks read of the job driver (:class:`workers.job.Job` is one)."""
+
+    spec: Any
+    executor: Any
+    job_dir: Any
+    skipped: list[dict]
+    node_stats: dict[str, dict[str, Any]]
+    warnings: list[str]
 
 
 class _IdMap:
@@ -44,7 +52,7 @@ def _reduce(t: pa.Table) -> pa.Table | None:
     return pa.table({"id": ids})
 
 
-def find_duplicate_ids(job: "Job", input_name: str) -> tuple[int, list[str]] | None:
+def find_duplicate_ids(job: Job, input_name: str) -> tuple[int, list[str]] | None:
     """(number of duplicate occurrences, a few examples), or None if ids are assigned."""
     inp = job.spec.inputs[input_name]
     files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
@@ -99,7 +107,7 @@ def _reduce_shared(t: pa.Table) -> pa.Table | None:
     return pa.table({"id": t.column("id").take(pa.array(order[np.flatnonzero(start)[shared]]))})
 
 
-def find_shared_ids(job: "Job", input_names: list[str]) -> tuple[int, list[str]] | None:
+def find_shared_ids(job: Job, input_names: list[str]) -> tuple[int, list[str]] | None:
     """(number of id values found in more than one input, a few examples), over the inputs
     that carry their own id column; None when fewer than two do."""
     sources: list[tuple[str, str, int]] = []
