@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 from typing import Any
 
 from api import store as st
@@ -17,6 +18,7 @@ from api.raycluster import EmbeddedRay, tcp_alive
 from api.scheduler import Scheduler
 from api.security import PathNotAllowed, sandbox_spec
 from api.supervisor import Supervisor
+from workers.output_lock import live_holder
 
 log = logging.getLogger("curate.api")
 
@@ -81,6 +83,7 @@ class Service:
         self.supervisor: Supervisor | None = None
         self.scheduler: Scheduler | None = None
         self.started = False
+        self._submit_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -171,20 +174,45 @@ class Service:
         job_id = st.new_id()
         job_dir = self.cfg.jobs_dir / job_id
         outputs = {k: v.get("path") for k, v in (spec.get("outputs") or {}).items() if isinstance(v, dict)}
-        row = self.store.create_job(
-            job_id=job_id,
-            name=str(spec.get("name") or "pipeline")[:200],
-            spec=spec,
-            job_dir=str(job_dir),
-            outputs=outputs,
-            schedule_id=schedule_id,
-            run_number=run_number,
-        )
+        with self._submit_lock:  # the conflict check and the insert are one step
+            self._refuse_shared_outputs(outputs)
+            row = self.store.create_job(
+                job_id=job_id,
+                name=str(spec.get("name") or "pipeline")[:200],
+                spec=spec,
+                job_dir=str(job_dir),
+                outputs=outputs,
+                schedule_id=schedule_id,
+                run_number=run_number,
+            )
         if schedule_id and shards:
             self.store.add_shards(schedule_id, job_id, shards)
         if self.supervisor is not None:
             self.supervisor.tick()  # launch at once when a slot is free
         return row
+
+    def _refuse_shared_outputs(self, outputs: dict[str, str]) -> None:
+        """409 when a queued or running job of this service writes one of ``outputs`` (or a
+        path inside or around it), or a live run elsewhere (a CLI run) holds its lock."""
+
+        def overlap(a: str, b: str) -> bool:
+            a, b = a.rstrip("/"), b.rstrip("/")
+            return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+        for other in self.store.jobs_in(("queued", "running")):
+            for theirs in (other.get("outputs") or {}).values():
+                for name, mine in outputs.items():
+                    if isinstance(theirs, str) and isinstance(mine, str) and overlap(mine, theirs):
+                        raise BadSpec(
+                            409, f"output '{name}' ({mine}) is also written by job {other['id']} ({other['state']})"
+                        )
+        for name, mine in outputs.items():
+            if isinstance(mine, str) and "://" not in mine:
+                holder = live_holder(mine)
+                if holder is not None:
+                    who = f"job {holder['job_id']}" if holder.get("job_id") else f"a run with job directory {holder.get('job_dir')}"
+                    raise BadSpec(409, f"output '{name}' ({mine}) is being written by {who} "
+                                       f"(pid {holder.get('pid')} on {holder.get('host')})")
 
     def _on_finish(self, job: dict, stats: dict | None) -> None:
         self.metrics.job_finished(job, stats)

@@ -30,6 +30,7 @@ from api import store as st
 from api.config import Config
 from api.periodic import Periodic
 from workers.job_files import PROGRESS_FILE, RESULT_FILE, read_progress, read_result
+from workers.outputs import staging_dir
 
 log = logging.getLogger("curate.api")
 
@@ -84,11 +85,18 @@ def log_tail(path: Path, n: int = 2000) -> str:
     return data.decode("utf-8", "replace").strip()
 
 
+def _own_dirs(job_dir: Path, outputs: dict) -> list[Path]:
+    """The job directory and this job's staging directories: never a published output,
+    which may belong to another, successful run."""
+    return [job_dir] + [
+        staging_dir(p, job_dir) for p in (outputs or {}).values() if isinstance(p, str) and "://" not in p
+    ]
+
+
 def mark_incomplete(job_dir: Path, outputs: dict, why: str) -> None:
-    """Write ``INCOMPLETE`` markers in the job dir and in every local output dir."""
-    msg = f"{why}\nThese outputs are partial and must not be used.\n"
-    targets = [job_dir] + [Path(p) for p in (outputs or {}).values() if isinstance(p, str) and "://" not in p]
-    for t in targets:
+    """Write ``INCOMPLETE`` markers in the job dir and in the job's own staging directories."""
+    msg = f"{why}\nThese files are partial and must not be used.\n"
+    for t in _own_dirs(job_dir, outputs):
         try:
             if t == job_dir or t.exists():
                 t.mkdir(parents=True, exist_ok=True)
@@ -98,8 +106,7 @@ def mark_incomplete(job_dir: Path, outputs: dict, why: str) -> None:
 
 
 def clear_incomplete(job_dir: Path, outputs: dict) -> None:
-    targets = [job_dir] + [Path(p) for p in (outputs or {}).values() if isinstance(p, str) and "://" not in p]
-    for t in targets:
+    for t in _own_dirs(job_dir, outputs):
         (t / INCOMPLETE).unlink(missing_ok=True)
 
 

@@ -156,8 +156,15 @@ def test_cancel_and_concurrent_jobs(server, home):
     out2 = read_output(tmp / "data/out/c2")
     assert out2.num_rows == r2["ledger"]["both"]["kept"] and r1["outputs"]["kept"] != r2["outputs"]["kept"]
 
-    # cancel a running job: its driver process group dies, the job is cancelled, outputs marked
+    # cancel a running job while an earlier, good run's output sits at the same path: its
+    # driver process group dies, the job is cancelled, only its own files are marked, and the
+    # earlier output is untouched
+    good = reference(tmp, "out/cancel")
+    good_files = {f.name: f.read_bytes() for f in (tmp / "data/out/cancel").iterdir()}
     jid = c.post("/v1/jobs", json=slow_spec("out/cancel", "cancel")).json()["id"]
+    # a second job on the same output while the first is queued or running: refused, naming it
+    r409 = c.post("/v1/jobs", json=slow_spec("out/cancel", "cancel2"))
+    assert r409.status_code == 409 and jid in r409.json()["detail"], r409.text
     wait_progress(c, jid)
     pid = _pid_of(tmp, jid)
     r = c.post(f"/v1/jobs/{jid}/cancel")
@@ -166,8 +173,10 @@ def test_cancel_and_concurrent_jobs(server, home):
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     job_dir = Path(r.json()["artifacts"]["job_dir"])
     assert "cancelled" in (job_dir / "INCOMPLETE").read_text()
-    if (tmp / "data/out/cancel").exists():
-        assert (tmp / "data/out/cancel/INCOMPLETE").exists()
+    assert {f.name: f.read_bytes() for f in (tmp / "data/out/cancel").iterdir()} == good_files
+    assert_clean_output(tmp, "out/cancel", good)
+    staged = list((tmp / "data/out").glob(".cancel.staging-*"))  # only if it got that far
+    assert len(staged) <= 1 and all("cancelled" in (d / "INCOMPLETE").read_text() for d in staged)
     assert c.post(f"/v1/jobs/{jid}/cancel").status_code == 409
     m = c.get("/metrics").text
     assert 'curate_jobs{state="cancelled"} 1.0' in m

@@ -35,7 +35,16 @@ from workers.job_errors import JobFailed, LedgerError, user_error
 from workers.job_files import JobOutcome, NodeCounts, Progress, write_progress, write_result
 from workers.job_stats import fingerprint, write_stats
 from workers.ledger import check_ledger, merge_shard_results
-from workers.outputs import node_dirs, output_paths, publish_outputs, read_output
+from workers.output_lock import PathLocks
+from workers.outputs import (
+    local_outputs,
+    mark_staging_incomplete,
+    node_dirs,
+    output_paths,
+    publish_outputs,
+    read_output,
+    restage_published,
+)
 
 __all__ = ["Job", "JobFailed", "JobResult", "LedgerError", "read_output"]
 
@@ -93,6 +102,12 @@ class Job:
 
     # ------------------------------------------------------------------------------
     def run(self) -> JobResult:
+        """Run the job holding its locks (job directory and every local output): a second
+        run on either is refused with :class:`workers.output_lock.LockHeld`, naming the holder."""
+        with PathLocks([self.job_dir, *local_outputs(self.spec)], self.job_dir):
+            return self._run()
+
+    def _run(self) -> JobResult:
         started = time.time()
         self._prepare_dirs()
         write_json_atomic(self.job_dir / "spec.json", self.spec.model_dump(mode="json"))
@@ -103,8 +118,8 @@ class Job:
             check_duplicate_ids(self, set(shards_by_input))  # before any work: fail early
             for step in self.plan.steps:
                 self._run_step(step, shards_by_input)
-            publish_outputs(self.spec, self.node_dirs)
             ledger = check_ledger(self.spec, self.node_stats, self.node_dirs, self.job_dir)
+            publish_outputs(self.spec, self.node_dirs, self.job_dir)  # only a balanced job publishes
         except Exception as e:
             # A user-facing error raised on a worker (a bad shard, a stage that cannot run
             # on its data) arrives wrapped by Ray: surface it as the local executor does.
@@ -118,6 +133,7 @@ class Job:
             else:
                 err = JobFailed(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
             self._write_stats(started, "failed", error=str(err))
+            mark_staging_incomplete(self.spec, self.job_dir, f"failed: {err}")
             write_result(self.job_dir, JobOutcome(state="failed", error=str(err)))
             if err is e:
                 raise
@@ -132,7 +148,9 @@ class Job:
     # ------------------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
         self.job_dir.mkdir(parents=True, exist_ok=True)
-        if not self.resume:
+        if self.resume:
+            restage_published(self.spec, self.job_dir)
+        else:
             for sub in ("nodes", "rejects", "state", "_done", "_scratch"):
                 shutil.rmtree(self.job_dir / sub, ignore_errors=True)
             for f in ("stats.json", "ledger.json", "result.json", "progress.json", "report.html", "summary.json"):

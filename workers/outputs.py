@@ -1,16 +1,30 @@
-"""Where a job's node parts live, and publishing its named outputs.
+"""Where a job's node parts live, and publishing its named outputs atomically.
 
 Every materialized node writes ``part-*.parquet`` under ``<job_dir>/nodes/<node>``, except
-a node named by a local output, which writes straight into that output directory. A remote
-output (``s3://...``) is written locally under ``nodes/`` and uploaded when the job succeeds.
+a node named by a local output: it writes into that output's **staging directory**,
+``<parent>/.<name>.staging-<tag>`` beside the output (``tag`` derives from the job
+directory, so a resumed run finds its staging again). Nothing is written to the output
+path itself until the job has succeeded and its ledger balances; then each staging
+directory replaces its output by renames on one filesystem (the old output is renamed
+aside, the staging directory renamed into place, the old one removed). A reader sees the
+previous output or the new one, never a mixture. A failed or cancelled run leaves the
+previous output as it was; only its own staging directory is marked ``INCOMPLETE``.
+
+A remote output (``s3://...``) is written under ``nodes/`` and uploaded when the job
+succeeds: its ``_SUCCESS`` marker is deleted first, stale parts removed, the parts put,
+then ``_SUCCESS`` written last with the manifest of the parts (name and size). S3 has no
+rename: readers must honour ``_SUCCESS``.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import xxhash
 
 from curate import schema
 from curate.plan import Plan
@@ -21,16 +35,47 @@ def is_remote(path: str) -> bool:
     return "://" in str(path)
 
 
+SUCCESS_MARKER = "_SUCCESS"
+INCOMPLETE_MARKER = "INCOMPLETE"
+PUBLISHED_BY = ".curate-published.json"  # in a published output: which job directory published it
+
+
+def _tag(job_dir: Path) -> str:
+    return xxhash.xxh3_64_hexdigest(str(Path(job_dir).resolve()).encode())[:12]
+
+
+def staging_dir(output_path: str | Path, job_dir: Path) -> Path:
+    """Where ``job_dir``'s run stages the output published at ``output_path``."""
+    out = Path(output_path).resolve()
+    return out.parent / f".{out.name}.staging-{_tag(job_dir)}"
+
+
+def local_outputs(spec: PipelineSpec) -> list[Path]:
+    return [Path(o.path).resolve() for o in spec.outputs.values() if not is_remote(o.path)]
+
+
 def node_dirs(spec: PipelineSpec, plan: Plan, job_dir: Path) -> dict[str, Path]:
-    """The directory each materialized node's parts go to."""
+    """The directory each materialized node's parts go to (a staging directory for a node
+    named by a local output)."""
     dirs = {x: job_dir / "nodes" / x for x in plan.materialized}
     for out in spec.outputs.values():
         if is_remote(out.path):
             continue
-        dirs.setdefault(out.node, Path(out.path).resolve())
+        stage_at = staging_dir(out.path, job_dir)
+        dirs.setdefault(out.node, stage_at)
         if dirs[out.node] == job_dir / "nodes" / out.node:
-            dirs[out.node] = Path(out.path).resolve()
+            dirs[out.node] = stage_at
     return dirs
+
+
+def mark_staging_incomplete(spec: PipelineSpec, job_dir: Path, why: str) -> None:
+    """Mark this run's own staging directories (never a published output) as partial."""
+    for out in spec.outputs.values():
+        if is_remote(out.path):
+            continue
+        d = staging_dir(out.path, job_dir)
+        if d.exists():
+            (d / INCOMPLETE_MARKER).write_text(f"{why}\nThese parts are partial and must not be used.\n")
 
 
 def output_paths(spec: PipelineSpec) -> dict[str, str]:
@@ -38,23 +83,59 @@ def output_paths(spec: PipelineSpec) -> dict[str, str]:
     return {name: o.path if is_remote(o.path) else str(Path(o.path).resolve()) for name, o in spec.outputs.items()}
 
 
-def publish_outputs(spec: PipelineSpec, dirs: dict[str, Path]) -> None:
-    """Copy each output's parts to its path when another output already holds the node, and
-    upload remote outputs; stale parts of an earlier run at the destination go."""
+def publish_outputs(spec: PipelineSpec, dirs: dict[str, Path], job_dir: Path) -> None:
+    """Publish every output of a succeeded job (see the module docstring)."""
     for o in spec.outputs.values():
         src = dirs[o.node]
         if is_remote(o.path):
             _upload(src, o.path)
             continue
-        dst = Path(o.path).resolve()
-        if dst != src:
-            dst.mkdir(parents=True, exist_ok=True)
-            names = {f.name for f in src.glob("part-*.parquet")}
-            for f in dst.glob("part-*.parquet"):
-                if f.name not in names:  # stale part from an earlier (resumed) run
-                    f.unlink()
-            for name in sorted(names):
-                shutil.copyfile(src / name, dst / name)
+        stage_at = staging_dir(o.path, job_dir)
+        if stage_at != src:  # a second output of one node: stage a copy of its parts
+            shutil.rmtree(stage_at, ignore_errors=True)
+            stage_at.mkdir(parents=True)
+            for f in sorted(src.glob("part-*.parquet")):
+                shutil.copyfile(f, stage_at / f.name)
+        stage_at.mkdir(parents=True, exist_ok=True)  # an output with no parts is an empty directory
+        for f in stage_at.iterdir():  # only the parts are published
+            if not f.name.startswith("part-") or not f.name.endswith(".parquet"):
+                f.unlink()
+        (stage_at / PUBLISHED_BY).write_text(json.dumps({"job_dir": str(Path(job_dir).resolve())}))
+        _swap_into_place(stage_at, Path(o.path).resolve(), _tag(job_dir))
+
+
+def restage_published(spec: PipelineSpec, job_dir: Path) -> None:
+    """On resume after a published run: an output this job directory published becomes its
+    staging directory again (hard links, so nothing is copied), so completed shards are
+    reused and the published output stays untouched until the next publish."""
+    for o in spec.outputs.values():
+        if is_remote(o.path):
+            continue
+        out, stage_at = Path(o.path).resolve(), staging_dir(o.path, job_dir)
+        try:
+            owner = json.loads((out / PUBLISHED_BY).read_text()).get("job_dir")
+        except (OSError, ValueError):
+            continue
+        if stage_at.exists() or owner != str(Path(job_dir).resolve()):
+            continue
+        tmp = stage_at.with_name(stage_at.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in out.glob("part-*.parquet"):
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copyfile(f, tmp / f.name)
+        os.replace(tmp, stage_at)
+
+
+def _swap_into_place(stage_at: Path, dst: Path, tag: str) -> None:
+    aside = dst.parent / f".{dst.name}.replaced-{tag}"
+    shutil.rmtree(aside, ignore_errors=True)
+    if dst.exists() or dst.is_symlink():
+        os.replace(dst, aside)
+    os.replace(stage_at, dst)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _upload(src: Path, dst: str) -> None:
@@ -62,7 +143,11 @@ def _upload(src: Path, dst: str) -> None:
     import fsspec
 
     fs, _, (root,) = fsspec.get_fs_token_paths(dst)
-    names = sorted(f.name for f in src.glob("part-*.parquet"))
+    root = root.rstrip("/")
+    parts = sorted(src.glob("part-*.parquet"))
+    names = {f.name for f in parts}
+    if fs.exists(f"{root}/{SUCCESS_MARKER}"):
+        fs.rm(f"{root}/{SUCCESS_MARKER}")  # readers stop trusting the prefix first
     try:
         existing = [p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith("part-")]
     except FileNotFoundError:
@@ -70,8 +155,11 @@ def _upload(src: Path, dst: str) -> None:
     for p in existing:  # stale parts of an earlier run
         if p.rsplit("/", 1)[-1] not in names:
             fs.rm(p)
-    for n in names:
-        fs.put_file(str(src / n), f"{root.rstrip('/')}/{n}")
+    for f in parts:
+        fs.put_file(str(f), f"{root}/{f.name}")
+    manifest = {"parts": [{"name": f.name, "bytes": f.stat().st_size} for f in parts]}
+    with fs.open(f"{root}/{SUCCESS_MARKER}", "w") as fh:
+        fh.write(json.dumps(manifest, indent=1))
 
 
 def output_files(path: str | Path) -> list[str]:
