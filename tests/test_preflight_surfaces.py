@@ -1,0 +1,93 @@
+"""The preflight where users meet it: `curate validate`, `curate run` and the API."""
+
+from __future__ import annotations
+
+import yaml
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api.app import create_app
+from cli.main import app
+from tests.corpus import branch_join_spec, write_corpus
+from tests.test_api_util import TOKEN, local_config, wait_state
+
+runner = CliRunner()
+
+
+def _write(tmp_path, spec: dict):
+    p = tmp_path / "spec.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    return p
+
+
+def test_validate_and_run_refuse_a_typo_in_the_input_glob(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "data/sample")
+    spec = branch_join_spec("data/sampel/*.parquet", "out/kept")
+    p = _write(tmp_path, spec)
+    r = runner.invoke(app, ["validate", str(p)])
+    assert r.exit_code == 2
+    assert "preflight failed" in r.output
+    assert ("node 'docs', path: no files match 'data/sampel/*.parquet'; directory 'data/sampel' does not "
+            "exist (did you mean 'data/sample'?)") in " ".join(r.output.split())
+    assert "--no-preflight" in r.output
+    r = runner.invoke(app, ["validate", str(p), "--no-preflight"])
+    assert r.exit_code == 0 and "valid" in r.output
+    r = runner.invoke(app, ["run", str(p), "--quiet"])
+    assert r.exit_code == 2 and "no files match 'data/sampel/*.parquet'" in r.output
+    assert not (tmp_path / "runs").exists()  # refused before the job directory is made
+
+    spec["inputs"]["docs"]["path"] = "data/sample/*.parquet"
+    p = _write(tmp_path, spec)
+    r = runner.invoke(app, ["validate", str(p)])
+    assert r.exit_code == 0 and "input docs: 3 files" in r.output
+
+
+def test_run_reports_a_missing_model_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "data/sample/web")
+    spec = {
+        "name": "ppl",
+        "inputs": {"web": {"path": "data/sample/web/*.parquet"}},
+        "nodes": [
+            {"id": "dedup", "stage": "exact_dedup", "inputs": ["web"]},
+            {"id": "ppl", "stage": "perplexity_score", "inputs": ["dedup"],
+             "params": {"model": "data/sample/lm/prose.arpa"}},
+        ],
+        "outputs": {"kept": {"node": "ppl", "path": "out/ppl"}},
+    }
+    r = runner.invoke(app, ["run", str(_write(tmp_path, spec)), "--quiet"])
+    assert r.exit_code == 2
+    assert "node 'ppl', params.model: file not found: 'data/sample/lm/prose.arpa'" in " ".join(r.output.split())
+    assert not (tmp_path / "runs").exists()
+
+
+def test_api_submit_and_validate_answer_422_with_problems_by_node(tmp_path):
+    write_corpus(tmp_path / "data" / "in")
+    cfg = local_config(tmp_path, api_token=TOKEN)
+    spec = branch_join_spec("inn/*.parquet", "out/kept")  # relative: resolved under the data root
+    with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        for url in ("/v1/validate", "/v1/jobs"):
+            r = c.post(url, json=spec)
+            assert r.status_code == 422, r.text
+            body = r.json()
+            assert body["detail"].startswith("preflight failed")
+            assert body["problems"] == [{
+                "node": "docs", "field": "path",
+                "message": f"no files match '{tmp_path / 'data/inn/*.parquet'}'; directory "
+                           f"'{tmp_path / 'data/inn'}' does not exist (did you mean '{tmp_path / 'data/in'}'?)",
+            }]
+        assert c.get("/v1/jobs").json()["items"] == []  # nothing was queued
+
+        r = c.post("/v1/validate", params={"preflight": "false"}, json=spec)
+        assert r.status_code == 200 and r.json()["input_files"] is None
+        good = branch_join_spec("in/*.parquet", "out/kept")
+        r = c.post("/v1/validate", json=good)
+        assert r.status_code == 200 and r.json()["input_files"] == {"docs": 3}
+
+        # Skipped at submit, the job is accepted and fails when it runs (the driver does not
+        # preflight again: the service already decided).
+        r = c.post("/v1/jobs", params={"preflight": "false"}, json=spec)
+        assert r.status_code == 202, r.text
+        j = wait_state(c.get, r.json()["id"])
+        assert j["state"] == "failed" and "bad input shard" in j["error"]
