@@ -154,7 +154,9 @@ def register(app: typer.Typer) -> None:
         if name:
             cat = [c for c in cat if c["name"] == name]
             if not cat:
-                console.print(f"[red]unknown stage '{name}'[/red]")
+                from curate.spec import stage_suggestion
+
+                console.print(f"[red]{escape(f'unknown stage {name!r}' + stage_suggestion(name))}[/red]")
                 raise typer.Exit(2)
             as_json = True
         if as_json:

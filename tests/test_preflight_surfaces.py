@@ -91,3 +91,26 @@ def test_api_submit_and_validate_answer_422_with_problems_by_node(tmp_path):
         assert r.status_code == 202, r.text
         j = wait_state(c.get, r.json()["id"])
         assert j["state"] == "failed" and "bad input shard" in j["error"]
+
+
+def test_parameter_and_stage_typos_get_a_suggestion(tmp_path):
+    write_corpus(tmp_path / "in", n_files=1)
+    spec = {
+        "inputs": {"docs": {"path": str(tmp_path / "in/*.parquet")}},
+        "nodes": [
+            {"id": "len", "stage": "length_filter", "inputs": ["docs"], "params": {"min_word": 5}},
+            {"id": "dd", "stage": "exact_dedup", "inputs": ["len"], "params": {"qqq": 1}},
+            {"id": "mh", "stage": "minhash_dedupe", "inputs": ["dd"]},
+        ],
+    }
+    r = runner.invoke(app, ["validate", str(_write(tmp_path, spec))])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2
+    assert "node 'len', params.min_word: unknown parameter 'min_word'; did you mean `min_words`?" in text
+    assert "node 'dd', params.qqq: unknown parameter 'qqq'; exact_dedup takes normalize" in text
+    assert "node 'mh', stage: unknown stage 'minhash_dedupe'; did you mean minhash_dedup?" in text
+
+    r = runner.invoke(app, ["stages", "lenght_filter"])
+    assert r.exit_code == 2 and "unknown stage 'lenght_filter'; did you mean length_filter" in r.output
+    r = runner.invoke(app, ["stages", "zzzzzz"])
+    assert r.exit_code == 2 and "known stages: " in r.output and "minhash_dedup" in r.output
