@@ -40,8 +40,8 @@ def _preflight_or_exit(ps, job_dir: Path | str | None) -> dict[str, int]:
     if rep.problems:
         console.print("[red]preflight failed (paths the spec names):[/red]")
         for p in rep.problems:
-            console.print(f"[red]  - {escape(str(p))}[/red]")
-        console.print(PREFLIGHT_HINT)
+            console.print(f"[red]  - {escape(str(p))}[/red]", soft_wrap=True)
+        console.print(PREFLIGHT_HINT, soft_wrap=True)
         raise typer.Exit(2)
     return rep.input_files
 
@@ -76,6 +76,12 @@ def register(app: typer.Typer) -> None:
         target_dir = Path(job_dir or ps.job_dir or Path("runs") / ps.name)
         if not no_preflight:
             _preflight_or_exit(ps, target_dir)
+        if not resume:
+            from workers.completed_work import resume_hint
+
+            hint = resume_hint(target_dir)
+            if hint:
+                console.print(f"[yellow]note:[/yellow] {escape(hint)}", soft_wrap=True)
         if executor == "ray" or ray_address:
             executor = "ray"
             ray_address = ray_address or os.environ.get("CURATE_RAY_ADDRESS") or None

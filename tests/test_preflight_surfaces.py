@@ -114,3 +114,25 @@ def test_parameter_and_stage_typos_get_a_suggestion(tmp_path):
     assert r.exit_code == 2 and "unknown stage 'lenght_filter'; did you mean length_filter" in r.output
     r = runner.invoke(app, ["stages", "zzzzzz"])
     assert r.exit_code == 2 and "known stages: " in r.output and "minhash_dedup" in r.output
+
+
+def test_rerun_without_resume_says_resume_would_reuse_completed_steps(tmp_path, monkeypatch):
+    from workers.completed_work import completed_work
+
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "in")
+    spec = branch_join_spec("in/*.parquet", "out/kept")
+    spec["job_dir"] = "job"
+    p = _write(tmp_path, spec)
+    r = runner.invoke(app, ["run", str(p), "--quiet"])
+    assert r.exit_code == 0 and "--resume" not in r.output  # a fresh job directory: nothing to say
+    work = completed_work(tmp_path / "job")
+    # 3 files of 60 rows, 50 rows per shard -> 6 input shards; dd (exact_dedup) is the one barrier
+    assert work.fits == 1 and work.shards >= 6 and work.steps >= 2
+    r = runner.invoke(app, ["run", str(p), "--quiet"])
+    assert r.exit_code == 0
+    notes = [line for line in r.output.splitlines() if "--resume" in line]
+    assert notes == [f"note: job directory job holds {work.describe()} from an earlier run; this run starts "
+                     "over (--resume would reuse those that still match the spec)"]
+    r = runner.invoke(app, ["run", str(p), "--quiet", "--resume"])
+    assert r.exit_code == 0 and "--resume would" not in r.output
