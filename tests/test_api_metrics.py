@@ -14,7 +14,7 @@ from tests.test_api_util import TOKEN, local_config, wait_state
 def _samples(text: str, name: str) -> dict[str, float]:
     """label set -> value of every sample of metric ``name``."""
     out = {}
-    for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M):
+    for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE):
         out[m.group(1) or ""] = float(m.group(2))
     return out
 

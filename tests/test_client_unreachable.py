@@ -51,6 +51,6 @@ def test_a_server_that_never_answers_times_out_in_one_line(monkeypatch):
         r = runner.invoke(app, ["jobs", "--server", url])
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == [
-        f"curate server not reachable at {url}: no answer within 0.3s [GET {url}/v1/jobs?limit=20]. Start one "
-        "with `curate serve`, or point --server / CURATE_SERVER at a running server."
+        (f"curate server not reachable at {url}: no answer within 0.3s [GET {url}/v1/jobs?limit=20]. Start one "
+        "with `curate serve`, or point --server / CURATE_SERVER at a running server.")
     ]

@@ -12,10 +12,8 @@ import pytest
 from curate.text.minhash import exact_jaccard
 from workers import run_pipeline
 
-WORDS = ("amber basalt cedar dune ember fjord garnet heath inlet juniper kelp lagoon marsh nectar oasis "
-         "prairie quartz ridge savanna tundra upland valley willow yarrow").split()
-OTHER_WORDS = ("anchor beacon canvas dagger easel falcon goblet harbor igloo jacket kettle lantern mortar "
-               "needle orchard pebble quiver rudder saddle tether").split()
+WORDS = ["amber", "basalt", "cedar", "dune", "ember", "fjord", "garnet", "heath", "inlet", "juniper", "kelp", "lagoon", "marsh", "nectar", "oasis", "prairie", "quartz", "ridge", "savanna", "tundra", "upland", "valley", "willow", "yarrow"]
+OTHER_WORDS = ["anchor", "beacon", "canvas", "dagger", "easel", "falcon", "goblet", "harbor", "igloo", "jacket", "kettle", "lantern", "mortar", "needle", "orchard", "pebble", "quiver", "rudder", "saddle", "tether"]
 UNRELATED = [
     "The committee will meet on Tuesday to review the annual budget and the new hiring plan for the lab.",
     "Bake the bread for forty minutes, then let it cool on a rack before slicing it into thick pieces.",

@@ -132,7 +132,7 @@ def test_rerun_without_resume_says_resume_would_reuse_completed_steps(tmp_path, 
     r = runner.invoke(app, ["run", str(p), "--quiet"])
     assert r.exit_code == 0
     notes = [line for line in r.output.splitlines() if "--resume" in line]
-    assert notes == [f"note: job directory job holds {work.describe()} from an earlier run; this run starts "
-                     "over (--resume would reuse those that still match the spec)"]
+    assert notes == [(f"note: job directory job holds {work.describe()} from an earlier run; this run starts "
+                     "over (--resume would reuse those that still match the spec)")]
     r = runner.invoke(app, ["run", str(p), "--quiet", "--resume"])
     assert r.exit_code == 0 and "--resume would" not in r.output
