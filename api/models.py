@@ -109,6 +109,8 @@ class ScheduleOut(BaseModel):
 class Validated(BaseModel):
     valid: bool
     spec: dict[str, Any] = Field(description="The normalized spec (absolute paths)")
+    input_files: dict[str, int] | None = Field(
+        None, description="Files each input matched in the preflight (absent with ?preflight=false)")
 
 
 class RejectSample(BaseModel):

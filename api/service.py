@@ -137,17 +137,27 @@ class Service:
         return checks
 
     # -- specs and jobs ----------------------------------------------------------------------
-    def check_spec(self, spec: dict, *, check_inputs: bool = True) -> dict:
-        """Resolve and sandbox paths (PathNotAllowed -> 403), then validate (BadSpec 422).
+    def check_spec(self, spec: dict, *, check_inputs: bool = True, preflight: bool = False) -> dict:
+        """Resolve and sandbox paths (PathNotAllowed -> 403), then validate (BadSpec 422)
+        and, with ``preflight``, check the sandboxed paths exist or can be written
+        (:mod:`curate.preflight`; BadSpec 422 listing the problems by node).
 
         Returns the normalized spec (absolute paths, no ``job_dir``)."""
+        return self.check_spec_report(spec, check_inputs=check_inputs, preflight=preflight)[0]
+
+    def check_spec_report(
+        self, spec: dict, *, check_inputs: bool = True, preflight: bool = False
+    ) -> tuple[dict, dict[str, int] | None]:
+        """:meth:`check_spec`, also returning the files each input matched (None without
+        ``preflight``)."""
+        from curate.preflight import preflight as run_preflight
         from curate.spec import SpecError, validate_spec
 
         spec = copy.deepcopy(spec)
         spec.pop("job_dir", None)
         sandbox_spec(spec, self.cfg.data_roots, self.cfg.base_dir)
         try:
-            validate_spec(spec, check_inputs=check_inputs)
+            ps = validate_spec(spec, check_inputs=check_inputs)
         except SpecError as e:
             raise BadSpec(422, "invalid pipeline spec", _problems(e)) from None
         except Exception as e:  # noqa: BLE001 - anything else a hostile spec can provoke is still the spec's fault
@@ -157,7 +167,13 @@ class Service:
                 "invalid pipeline spec",
                 [{"node": None, "field": None, "message": f"{type(e).__name__}: {e}"}],
             ) from None
-        return spec
+        if not preflight:
+            return spec, None
+        rep = run_preflight(ps)
+        if rep.problems:
+            raise BadSpec(422, "preflight failed: paths the spec names are missing or not writable "
+                          "(send ?preflight=false to skip)", _problems(rep)) from None
+        return spec, rep.input_files
 
     def submit(
         self,

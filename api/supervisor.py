@@ -238,7 +238,9 @@ class Supervisor(Periodic):
         (jd / RESULT_FILE).unlink(missing_ok=True)
         spec_file = jd / "submitted_spec.json"
         spec_file.write_text(json.dumps(job["spec"], indent=2, sort_keys=True))
-        cmd = [*self.cfg.driver_cmd, str(spec_file), "--job-dir", str(jd), "--executor", self.cfg.executor]
+        # The service preflighted the spec at submit (or was told not to): the driver does not.
+        cmd = [*self.cfg.driver_cmd, str(spec_file), "--job-dir", str(jd), "--executor", self.cfg.executor,
+               "--no-preflight"]
         if self.cfg.executor == "ray" and self.ray_address:
             cmd += ["--ray-address", self.ray_address]
         if job.get("resume"):

@@ -44,6 +44,8 @@ def print_report(report: dict) -> None:
     out.print(f"train: {report['train']['docs']} docs {report['train']['class_counts']}")
     out.print(f"valid: {v['docs']} docs {v['class_counts']}  ROC-AUC {auc}  accuracy {acc}")
     out.print(f"report: {report['report_path']}")
+    for w in report.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
 
 
 @app.command("train")

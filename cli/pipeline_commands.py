@@ -28,6 +28,24 @@ def _ledger_table(stats: dict) -> Table:
     return t
 
 
+PREFLIGHT_HINT = "(--no-preflight skips these checks, for paths an earlier step creates)"
+
+
+def _preflight_or_exit(ps, job_dir: Path | str | None) -> dict[str, int]:
+    """Run the preflight on a validated spec; print its problems and exit 2 if any.
+    Returns the files each input matched."""
+    from curate.preflight import preflight
+
+    rep = preflight(ps, job_dir=job_dir)
+    if rep.problems:
+        console.print("[red]preflight failed (paths the spec names):[/red]")
+        for p in rep.problems:
+            console.print(f"[red]  - {escape(str(p))}[/red]", soft_wrap=True)
+        console.print(PREFLIGHT_HINT, soft_wrap=True)
+        raise typer.Exit(2)
+    return rep.input_files
+
+
 def register(app: typer.Typer) -> None:
     """Add ``run``, ``validate`` and ``stages`` to ``app``."""
 
@@ -39,15 +57,31 @@ def register(app: typer.Typer) -> None:
         job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="Job directory (default: spec job_dir or runs/<name>)"),
         resume: bool = typer.Option(False, "--resume", help="Skip shards and fits already completed"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display"),
+        no_preflight: bool = typer.Option(
+            False, "--no-preflight", help="Do not check that inputs match files and paths exist before running"),
     ) -> None:
         """Run a pipeline end to end and print its ledger."""
-        from curate.spec import SpecError
+        from curate.spec import SpecError, validate_spec
         from workers import JobFailed, run_pipeline
         from workers.ingest import ShardError
 
         if executor not in ("local", "ray"):
             console.print(f"[red]unknown executor '{executor}' (use local or ray)[/red]")
             raise typer.Exit(2)
+        try:
+            ps = validate_spec(spec)
+        except SpecError as e:
+            console.print(f"[red]{escape(str(e))}[/red]")
+            raise typer.Exit(2) from None
+        target_dir = Path(job_dir or ps.job_dir or Path("runs") / ps.name)
+        if not no_preflight:
+            _preflight_or_exit(ps, target_dir)
+        if not resume:
+            from workers.completed_work import resume_hint
+
+            hint = resume_hint(target_dir)
+            if hint:
+                console.print(f"[yellow]note:[/yellow] {escape(hint)}", soft_wrap=True)
         if executor == "ray" or ray_address:
             executor = "ray"
             ray_address = ray_address or os.environ.get("CURATE_RAY_ADDRESS") or None
@@ -90,8 +124,12 @@ def register(app: typer.Typer) -> None:
 
 
     @app.command()
-    def validate(spec: Path = typer.Argument(..., help="Pipeline spec (YAML or JSON)")) -> None:
-        """Validate a spec and print every problem, by node."""
+    def validate(
+        spec: Path = typer.Argument(..., help="Pipeline spec (YAML or JSON)"),
+        no_preflight: bool = typer.Option(
+            False, "--no-preflight", help="Check the spec only, not that its input files and paths exist"),
+    ) -> None:
+        """Validate a spec and print every problem, by node; then check its paths (preflight)."""
         from curate.plan import make_plan
         from curate.spec import SpecError, validate_spec
 
@@ -100,8 +138,11 @@ def register(app: typer.Typer) -> None:
         except SpecError as e:
             console.print(f"[red]{escape(str(e))}[/red]")
             raise typer.Exit(2)
+        counts = None if no_preflight else _preflight_or_exit(ps, ps.job_dir or Path("runs") / ps.name)
         plan = make_plan(ps)
         out.print(f"[green]valid[/green]: {len(ps.nodes)} nodes, {len(plan.steps)} steps")
+        for name, n in (counts or {}).items():
+            out.print(f"  input {escape(name)}: {n} file{'s' if n != 1 else ''}")
         for s in plan.steps:
             head = f"fit {s.barrier} -> " if s.barrier else ""
             out.print(f"  step {s.id}: {', '.join(s.sources)} -> {head}{' -> '.join(s.chain) or '(materialize)'}")
@@ -119,7 +160,9 @@ def register(app: typer.Typer) -> None:
         if name:
             cat = [c for c in cat if c["name"] == name]
             if not cat:
-                console.print(f"[red]unknown stage '{name}'[/red]")
+                from curate.spec import stage_suggestion
+
+                console.print(f"[red]{escape(f'unknown stage {name!r}' + stage_suggestion(name))}[/red]")
                 raise typer.Exit(2)
             as_json = True
         if as_json:

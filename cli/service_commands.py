@@ -1,7 +1,9 @@
 """Service commands: ``curate serve`` and a small HTTP client (submit, jobs, status, cancel, retry).
 
-The client reads ``CURATE_SERVER`` (default ``http://127.0.0.1:8000``) and ``CURATE_API_TOKEN``.
-A server that cannot be reached is one line naming the URL and how to start one, not a traceback.
+The client reads ``CURATE_SERVER`` (default ``http://127.0.0.1:8000``), ``CURATE_API_TOKEN`` and
+``CURATE_CLIENT_TIMEOUT`` (seconds per request, default 60). A server that cannot be reached
+(refused, unknown host, timed out) is one line naming the URL and how to start one, exit 1,
+not a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,8 +33,41 @@ def _client(server: str | None, token: str | None) -> Any:
     return httpx.Client(
         base_url=(server or os.environ.get("CURATE_SERVER") or DEFAULT_SERVER).rstrip("/"),
         headers=headers,
-        timeout=60,
+        timeout=float(os.environ.get("CURATE_CLIENT_TIMEOUT") or 60),
     )
+
+
+def unreachable_message(base_url: str, err: Exception) -> str:
+    """One line for a request that never got an answer: the URL tried, why, and what to do."""
+    import httpx
+
+    try:
+        req = err.request  # type: ignore[attr-defined]
+        tried = f"{req.method} {req.url}"
+    except (AttributeError, RuntimeError):  # an error raised before a request was made
+        tried = base_url
+    if isinstance(err, httpx.TimeoutException):
+        why = f"no answer within {float(os.environ.get('CURATE_CLIENT_TIMEOUT') or 60):g}s"
+    elif isinstance(err, httpx.ConnectError):
+        why = "cannot connect" + (f" ({err})" if str(err) else "")
+    else:
+        why = f"{type(err).__name__}" + (f" ({err})" if str(err) else "")
+    return (f"curate server not reachable at {base_url}: {why} [{tried}]. Start one with `curate serve`, "
+            "or point --server / CURATE_SERVER at a running server.")
+
+
+@contextmanager
+def _session(server: str | None, token: str | None) -> Iterator[Any]:
+    """An HTTP client for the server; a transport failure ends the command with one line."""
+    import httpx
+
+    c = _client(server, token)
+    try:
+        with c:
+            yield c
+    except httpx.TransportError as e:
+        typer.secho(unreachable_message(str(c.base_url).rstrip("/"), e), fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 def _fail(resp: Any) -> None:
@@ -120,6 +157,8 @@ def register(app: typer.Typer) -> None:
         ),
         token: str | None = typer.Option(None, help="Bearer token (env CURATE_API_TOKEN)"),
         wait: bool = typer.Option(False, "--wait", help="Wait for the job to finish, showing progress"),
+        no_preflight: bool = typer.Option(
+            False, "--no-preflight", help="Ask the server not to check the spec's paths before accepting it"),
     ) -> None:
         """Submit a pipeline spec to a curate server."""
         from curate.spec import SpecError, load_spec_text
@@ -129,10 +168,11 @@ def register(app: typer.Typer) -> None:
         except SpecError as e:
             typer.secho(str(e), fg="red", err=True)
             raise typer.Exit(2) from None
-        with _client(server, token) as c:
+        with _session(server, token) as c:
             if is_loopback(urlparse(str(c.base_url)).hostname or ""):
                 data = absolutize_spec_paths(data, Path.cwd())
-            r = c.post("/v1/jobs", content=json.dumps(data), headers={"Content-Type": "application/json"})
+            r = c.post("/v1/jobs", content=json.dumps(data), headers={"Content-Type": "application/json"},
+                       params={"preflight": "false"} if no_preflight else None)
             if r.status_code != 202:
                 _fail(r)
             job_id = r.json()["id"]
@@ -162,7 +202,7 @@ def register(app: typer.Typer) -> None:
         server: str | None = typer.Option(None, help="Server URL"),
     ) -> None:
         """List jobs on a curate server, newest first."""
-        with _client(server, None) as c:
+        with _session(server, None) as c:
             params: dict[str, Any] = {"limit": limit}
             if state:
                 params["state"] = state
@@ -175,7 +215,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def status(job_id: str, server: str | None = typer.Option(None, help="Server URL")) -> None:
         """Show one job (state, progress, ledger, error, outputs) as JSON."""
-        with _client(server, None) as c:
+        with _session(server, None) as c:
             r = c.get(f"/v1/jobs/{job_id}", params={"include_spec": "false"})
             if r.status_code != 200:
                 _fail(r)
@@ -188,7 +228,7 @@ def register(app: typer.Typer) -> None:
         token: str | None = typer.Option(None, help="Bearer token"),
     ) -> None:
         """Cancel a queued or running job."""
-        with _client(server, token) as c:
+        with _session(server, token) as c:
             r = c.post(f"/v1/jobs/{job_id}/cancel")
             if r.status_code != 200:
                 _fail(r)
@@ -201,7 +241,7 @@ def register(app: typer.Typer) -> None:
         token: str | None = typer.Option(None, help="Bearer token"),
     ) -> None:
         """Resume a failed, interrupted or cancelled job from its completed shards."""
-        with _client(server, token) as c:
+        with _session(server, token) as c:
             r = c.post(f"/v1/jobs/{job_id}/retry")
             if r.status_code != 202:
                 _fail(r)

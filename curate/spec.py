@@ -164,6 +164,30 @@ def _loc(err: dict) -> str:
     return ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
 
 
+def stage_suggestion(name: str) -> str:
+    """'; did you mean x, y?' for an unknown stage name (or the list of stages)."""
+    names = stage_names()
+    close = difflib.get_close_matches(name, names, n=3)
+    return f"; did you mean {', '.join(close)}?" if close else f"; known stages: {', '.join(names)}"
+
+
+def param_suggestion(stage_cls: type, key: str) -> str:
+    """'; did you mean `x`?' for an unknown parameter ``key`` of a stage (or its list of
+    parameters when nothing is close)."""
+    known = [f.alias or name for name, f in stage_cls.Params.model_fields.items()]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean `{close[0]}`?"
+    return f"; {stage_cls.name} takes {', '.join(known)}" if known else f"; {stage_cls.name} takes no parameters"
+
+
+def _param_message(stage_cls: type, err: dict) -> str:
+    loc = err.get("loc", ())
+    if err.get("type") == "extra_forbidden" and len(loc) == 1 and isinstance(loc[0], str):
+        return f"unknown parameter '{loc[0]}'" + param_suggestion(stage_cls, loc[0])
+    return err["msg"]
+
+
 def build_stage(node: NodeSpec, seed: int = 0, text_column: str = schema.TEXT):
     """Instantiate the stage of a node, bound to it (seed mixed with the node id)."""
     cls = get_stage_class(node.stage)
@@ -276,16 +300,15 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
     stages: dict[str, Any] = {}
     for n in ps.nodes:
         if n.stage not in names:
-            close = difflib.get_close_matches(n.stage, names, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known stages: {', '.join(names)}"
-            problems.append(Problem(node=n.id, field="stage", message=f"unknown stage '{n.stage}'{hint}"))
+            problems.append(Problem(node=n.id, field="stage", message=f"unknown stage '{n.stage}'"
+                                    + stage_suggestion(n.stage)))
             continue
         cls = get_stage_class(n.stage)
         try:
             stages[n.id] = cls(n.params).bind(n.id, derive_seed(ps.seed, n.id))
         except ValidationError as e:
             for err in e.errors():
-                problems.append(Problem(node=n.id, field=f"params.{_loc(err)}", message=err["msg"]))
+                problems.append(Problem(node=n.id, field=f"params.{_loc(err)}", message=_param_message(cls, err)))
         except ValueError as e:
             problems.append(Problem(node=n.id, field="params", message=str(e)))
         if not n.inputs:

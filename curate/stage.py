@@ -19,8 +19,9 @@ the scheduler, the executors) asks the stage instead of guessing:
 * ``required_columns`` / ``provided_columns``; ``MapResult.copies_added`` for rows it adds;
 * optional hooks, each a no-op by default: ``score_columns`` and ``report_thresholds``
   (the report's score histograms), ``report_sections`` (a report section of its own),
-  ``explain_row`` (what lineage says about a row at this node) and ``refresh_params``
-  (what a scheduled refresh passes it).
+  ``explain_row`` (what lineage says about a row at this node), ``refresh_params``
+  (what a scheduled refresh passes it) and ``optional_read_paths`` (read paths the
+  preflight must not require).
 """
 
 from __future__ import annotations
@@ -221,6 +222,12 @@ class Stage:
         its row in the outputs; text columns left out, JSON-safe values): read structured
         columns, not prose. ``rejected``: this node rejected the document."""
         return {}
+
+    def optional_read_paths(self) -> set[str]:
+        """Read-path parameter values that may legitimately not exist when the job starts
+        (the preflight skips them); e.g. an index this very node creates on its first run.
+        Paths written by upstream nodes are skipped without asking."""
+        return set()
 
     def refresh_params(self, state_dir: str) -> dict[str, Any]:
         """Parameter overrides for a scheduled refresh run. ``state_dir`` is this node's

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.models import ERRORS, SPEC_BODY, Validated
-from api.routes.deps import ServiceDep, token_router
+from api.routes.deps import PreflightQuery, ServiceDep, token_router
 from api.service import parse_spec_body
 
 public_router = APIRouter(tags=["catalogue"])
@@ -28,7 +28,12 @@ def stages() -> list[dict[str, Any]]:
     openapi_extra={"requestBody": SPEC_BODY},
     responses=ERRORS,
 )
-async def validate(request: Request, svc: ServiceDep) -> Validated:
-    """Validate a spec (JSON or YAML) without running it: paths, stages, parameters, DAG."""
+async def validate(request: Request, svc: ServiceDep, preflight: PreflightQuery = True) -> Validated:
+    """Validate a spec (JSON or YAML) without running it: paths, stages, parameters, DAG;
+    then the preflight: every input matches files, read paths exist, outputs are writable."""
+    import anyio
+
     spec = parse_spec_body(await request.body(), request.headers.get("content-type"))
-    return Validated(valid=True, spec=svc.check_spec(spec))
+    checked, counts = await anyio.to_thread.run_sync(
+        lambda: svc.check_spec_report(spec, preflight=preflight))
+    return Validated(valid=True, spec=checked, input_files=counts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from api.models import UNAUTHORIZED
 from api.read_cache import ReadCache
@@ -28,6 +28,9 @@ def require_token(request: Request) -> None:
 
 
 ServiceDep = Annotated[Service, Depends(service)]
+PreflightQuery = Annotated[bool, Query(
+    description="Check the spec's paths before accepting it: input globs match files, read paths exist, "
+    "write paths are writable (false: skip, for paths an earlier job creates)")]
 CacheDep = Annotated[ReadCache, Depends(read_cache)]
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, Response
 
 from api.models import ERRORS, SPEC_BODY, ErrorOut, JobList, JobOut, JobState, RejectSample, Submitted
 from api.rejects_sample import sample_rejects
-from api.routes.deps import CacheDep, ServiceDep, job_or_404, started, token_router
+from api.routes.deps import CacheDep, PreflightQuery, ServiceDep, job_or_404, started, token_router
 from api.service import parse_spec_body
 from api.views import job_summary, job_view
 
@@ -28,12 +28,13 @@ ACTION_ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 401: {"mode
     openapi_extra={"requestBody": SPEC_BODY},
     responses=ERRORS,
 )
-async def submit(request: Request, svc: ServiceDep) -> Submitted:
-    """Submit a pipeline spec (JSON or YAML). It is validated first; 202 with the job id."""
+async def submit(request: Request, svc: ServiceDep, preflight: PreflightQuery = True) -> Submitted:
+    """Submit a pipeline spec (JSON or YAML). It is validated and preflighted first (422
+    with the problems by node); 202 with the job id."""
     import anyio
 
     spec = parse_spec_body(await request.body(), request.headers.get("content-type"))
-    checked = await anyio.to_thread.run_sync(svc.check_spec, spec)
+    checked = await anyio.to_thread.run_sync(lambda: svc.check_spec(spec, preflight=preflight))
     row = await anyio.to_thread.run_sync(lambda: svc.submit(checked, checked=True))
     job = svc.store.get_job(row["id"]) or row
     return Submitted(id=row["id"], state=job["state"], url=f"/v1/jobs/{row['id']}")

@@ -12,7 +12,9 @@ negatives, and relies on multi-threaded training to mix them).
 
 The validation split holds out a seeded hash fraction of documents — or of whole groups
 when ``group_column`` is given (e.g. ``source``), which measures generalization to unseen
-sources. The report has ROC-AUC, accuracy and class balance.
+sources. When it holds fewer than 20 documents of a class, a stratified split replaces it,
+or the report warns why none can (:mod:`curate.preselect.split`). The report has ROC-AUC,
+accuracy and class balance.
 """
 
 from __future__ import annotations
@@ -32,12 +34,11 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from curate import schema
-from curate.preselect.ftmodel import label_probability, model_digest, prepare_lines
-from curate.preselect.label import derive_seed
-from curate.preselect.metrics import accuracy, roc_auc
 from curate.parquet_io import write_json_atomic
+from curate.preselect.ftmodel import label_probability, model_digest, prepare_lines
+from curate.preselect.metrics import accuracy, roc_auc
+from curate.preselect.split import ensure_held_out_classes, split_mask
 from curate.stage import StageError
-from curate.util import id_hashes
 
 
 class FastTextTrainConfig(BaseModel):
@@ -107,14 +108,6 @@ def train_supervised_isolated(kwargs: dict[str, Any], output: Path, workdir: Pat
         raise StageError(f"fastText training failed: {msg}{hint}")
 
 
-def split_mask(keys: pa.Array | pa.ChunkedArray, valid_fraction: float, seed: int) -> np.ndarray:
-    """True for held-out rows: a seeded hash of each key (a document id or a group name)."""
-    u = (id_hashes(keys, derive_seed(seed, "preselect.split")) >> np.uint64(11)).astype(np.float64) / float(
-        1 << 53
-    )
-    return u < valid_fraction
-
-
 def train_classifier(
     data: pa.Table | str | Path,
     out_model: str | Path,
@@ -168,9 +161,11 @@ def train_classifier(
             f"the training split has classes {sorted(train_classes)}: it needs the positive label {pos!r} and "
             "another class; change split_seed / valid_fraction or use more groups"
         )
+    y = np.array([lab == pos for lab in labels], dtype=np.int64)
+    valid, held_out_check, warnings = ensure_held_out_classes(
+        keys, y, valid, split_seed, positive_label=pos, by_group=group_column is not None)
     texts = table.column(text_column).to_pylist()
     lines = prepare_lines(texts, newline_replacement)
-    y = np.array([lab == pos for lab in labels], dtype=np.int64)
     train_idx = np.flatnonzero(~valid)
     rng = np.random.default_rng(split_seed)
     train_idx = train_idx[rng.permutation(len(train_idx))]
@@ -210,10 +205,13 @@ def train_classifier(
             "by": group_column or (schema.ID if schema.ID in table.column_names else "row"),
             "valid_fraction": valid_fraction,
             "seed": split_seed,
+            "held_out_check": held_out_check,
         },
         "train": _balance(y[~valid], [labels[i] for i in np.flatnonzero(~valid)]),
         "valid": _balance(y[valid], [labels[i] for i in np.flatnonzero(valid)]),
     }
+    if warnings:
+        report["warnings"] = list(warnings)
     if group_column:
         g = keys.to_pylist()
         report["split"]["valid_groups"] = sorted({g[i] for i in np.flatnonzero(valid)})

@@ -128,6 +128,13 @@ class MinHashDedup(DedupHooks, BarrierStage):
                 raise StageError(f"minhash_dedup: parameter keep={self.params.keep!r} needs column {col!r}, which "
                                  f"the input does not have (columns: {sorted(names)})")
 
+    def optional_read_paths(self) -> set[str]:
+        """``against_index`` may be missing when it is also ``write_index``: the first run of
+        a refresh creates it."""
+        a, w = self.params.against_index, self.params.write_index
+        same = bool(a and w) and (a == w or ("://" not in a and Path(a).resolve() == Path(w).resolve()))
+        return {a} if same and a else set()
+
     def refresh_params(self, state_dir: str) -> dict[str, Any]:
         """A scheduled refresh dedups each run against the survivors of earlier runs: the
         band index lives in the node's schedule directory; each run appends a version."""
