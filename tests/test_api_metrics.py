@@ -21,10 +21,13 @@ def _samples(text: str, name: str) -> dict[str, float]:
 
 def test_metrics_labels_are_stage_names_and_a_retry_does_not_double_count(tmp_path):
     write_corpus(tmp_path / "data" / "in")
-    (tmp_path / "data" / "out").write_text("a file where the output directory should be\n")
     spec = branch_join_spec("in/*.parquet", "out/kept")
     spec["inputs"] = {"crawl_2024_06_web": spec["inputs"]["docs"]}  # an input name no label may carry
     spec["nodes"][0]["inputs"] = ["crawl_2024_06_web"]
+    # the last node's model does not exist yet: the job fails late, after every other step
+    spec["nodes"].append({"id": "ppl", "stage": "perplexity_score", "inputs": ["both"],
+                          "params": {"model": "models/lm.arpa", "expected_order": 2}})
+    spec["outputs"]["kept"]["node"] = "ppl"
     cfg = local_config(tmp_path, api_token=TOKEN)
     with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         r = c.post("/v1/jobs", params={"preflight": "false"}, json=spec)  # preflight would refuse it
@@ -38,7 +41,9 @@ def test_metrics_labels_are_stage_names_and_a_retry_does_not_double_count(tmp_pa
         for name in ("curate_docs_kept_total", "curate_docs_rejected_total"):
             assert 'stage="input"' in "".join(_samples(m, name))
 
-        (tmp_path / "data" / "out").unlink()
+        from curate.lm import iter_corpus, train_lm
+
+        train_lm(iter_corpus(str(tmp_path / "data/in/*.parquet")), 2, tmp_path / "data/models/lm.arpa", backend="numpy")
         assert c.post(f"/v1/jobs/{jid}/retry").status_code == 202
         done = wait_state(c.get, jid, states=("succeeded", "failed"))
         assert done["state"] == "succeeded", done["error"]
@@ -56,10 +61,11 @@ def test_metrics_labels_are_stage_names_and_a_retry_does_not_double_count(tmp_pa
         '{stage="exact_dedup"}': ledger["dd"]["kept"],
         '{stage="sample"}': ledger["a"]["kept"],
         '{stage="union"}': ledger["both"]["kept"],
+        '{stage="perplexity_score"}': ledger["ppl"]["kept"],
     }
     assert rejected['{stage="exact_dedup"}'] == ledger["dd"]["rejected"] == 5
     assert rejected['{stage="input"}'] == ledger["crawl_2024_06_web"]["rejected"]
     # every stage label is a stage name or "input", in every stage-labelled metric
     labels = set(re.findall(r'stage="([^"]*)"', m))
-    assert labels <= {"input", "length_filter", "exact_dedup", "sample", "union"}, labels
+    assert labels <= {"input", "length_filter", "exact_dedup", "sample", "union", "perplexity_score"}, labels
     assert "crawl_2024_06_web" not in m

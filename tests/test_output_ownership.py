@@ -134,3 +134,11 @@ def test_a_failed_run_leaves_the_published_output_intact(corpus):
         run_pipeline(bad, job_dir=tmp / "job-b")
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     assert not (out / "INCOMPLETE").exists()
+
+
+def test_an_output_under_a_file_is_a_clear_failure_before_any_work(corpus):
+    tmp = corpus
+    (tmp / "blocker").write_text("a file where a directory should be\n")
+    with pytest.raises(JobFailed, match=r"cannot write .*blocker/out: .*blocker is not a directory"):
+        run_pipeline(_spec(tmp, tmp / "blocker" / "out"), job_dir=tmp / "job")
+    assert not (tmp / "job" / "nodes").exists()

@@ -121,7 +121,10 @@ class PathLocks:
 
     def _acquire_one(self, target: Path) -> None:
         lf = lock_file(target)
-        lf.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lf.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # e.g. a file where the output's parent directory should be
+            raise JobFailed(f"cannot write {target}: {lf.parent} is not a directory ({e.strerror or e})") from None
         for _ in range(5):
             try:
                 fd = os.open(lf, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -139,6 +142,8 @@ class PathLocks:
                 for old in lf.parent.glob(f"{lf.name}.stale-*"):
                     old.unlink(missing_ok=True)
                 continue
+            except OSError as e:
+                raise JobFailed(f"cannot write {target}: {e.strerror or e} ({lf})") from None
             with os.fdopen(fd, "wb") as f:
                 f.write(self._record())
             self.held.append(lf)
