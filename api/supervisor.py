@@ -309,7 +309,7 @@ class Supervisor(Periodic):
             mark_incomplete(jd, outputs, "cancelled")
             state, msg, err = (
                 st.CANCELLED,
-                "cancelled; partial outputs marked INCOMPLETE",
+                "cancelled; published outputs left as they were, the job's staging marked INCOMPLETE",
                 "cancelled by request",
             )
         elif finished_ok:  # (a cancel that came too late does not undo a finished job)

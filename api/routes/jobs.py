@@ -86,7 +86,7 @@ async def get_job(
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, responses=ACTION_ERRORS)
 def cancel(job_id: str, svc: ServiceDep) -> dict:
     """Stop a queued or running job (kills its driver; Ray ends the job's tasks).
-    Partial outputs are marked with an ``INCOMPLETE`` file."""
+    Published outputs are left as they were; the job's own staging is marked ``INCOMPLETE``."""
     job_or_404(svc, job_id)
     try:
         started(svc).supervisor.cancel(job_id)  # type: ignore[union-attr]
