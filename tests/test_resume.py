@@ -10,7 +10,7 @@ import pytest
 
 from tests.corpus import write_corpus
 from tests.specs import one_node_spec, part_rows
-from workers import read_output, run_pipeline
+from workers import JobFailed, read_output, run_pipeline
 
 
 def test_exact_dedup_refit_in_same_job_dir_does_not_reuse_stale_drops(tmp_path):
@@ -103,3 +103,34 @@ def test_ray_resume_and_document_rejects_match_local(tmp_path, ray_local):
     local = dict(spec, outputs={"kept": {"node": "both", "path": str(tmp_path / "out_local")}})
     assert run_pipeline(local, job_dir=tmp_path / "jl").ledger == full.ledger
     assert read_output(tmp_path / "out_local").equals(ref)
+
+
+def test_a_crash_before_a_shard_is_committed_leaves_no_record_a_resume_could_trust(tmp_path, monkeypatch):
+    """The completion record is written only after the shard's parts are committed: a shard
+    that died at its commit is redone on resume, never served from an older run's part of
+    the same name."""
+    from curate.parquet_io import ParquetParts
+
+    write_corpus(tmp_path / "in", n_files=3)
+    node = {"id": "l", "stage": "length_filter", "inputs": ["docs"], "params": {"min_words": 5}}
+    spec = one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "out"), node)
+    first = run_pipeline(spec, job_dir=tmp_path / "job")  # parts of min_words=5 everywhere
+    node["params"]["min_words"] = 63                      # about half the documents go: every shard differs
+    real_commit, calls = ParquetParts.commit, []
+
+    def dying_commit(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk went away during the commit")
+        return real_commit(self)
+
+    monkeypatch.setattr(ParquetParts, "commit", dying_commit)
+    with pytest.raises(JobFailed, match="disk went away"):
+        run_pipeline(spec, job_dir=tmp_path / "job", resume=True)
+    monkeypatch.setattr(ParquetParts, "commit", real_commit)
+    resumed = run_pipeline(spec, job_dir=tmp_path / "job", resume=True)
+    fresh = run_pipeline(one_node_spec(str(tmp_path / "in/*.parquet"), str(tmp_path / "fresh-out"), node),
+                         job_dir=tmp_path / "fresh")
+    assert fresh.ledger["l"]["kept"] < first.ledger["l"]["kept"] - 30
+    assert resumed.ledger == fresh.ledger
+    assert read_output(tmp_path / "out").equals(read_output(tmp_path / "fresh-out"))
