@@ -1,4 +1,12 @@
-"""Distributed detection of duplicate ids in user-supplied id columns."""
+"""Distributed detection of duplicate ids in user-supplied id columns, before any step runs.
+
+``on_duplicate_ids: fail`` fails the job at once, naming them. Under ``warn`` every barrier
+must still see unique ids (dedup decisions, top-k cuts and mixing copies are keyed by id),
+so each repeat is renamed at ingest: the first occurrence of an id value (in spec input
+order, then file order, then row order) keeps it, the k-th repeat becomes ``"<id>#dup<k>"``
+(the id column of such an input is read as strings). The counts and examples are in
+``stats.json`` (``nodes.<input>.duplicate_ids``) and in the job's warnings.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ class Job(Protocol):
     skipped: list[dict]
     node_stats: dict[str, dict[str, Any]]
     warnings: list[str]
+    id_renames: dict[str, dict[str, dict[int, int]]]
 
 
 class _IdMap:
@@ -165,3 +174,82 @@ def check_duplicate_ids(job: Job, read: set[str]) -> None:
         if job.spec.settings.on_duplicate_ids == "fail":
             raise JobFailed(msg)
         job.warnings.append(msg)
+    repeated = any((job.node_stats.get(n, {}).get("duplicate_ids") or {}).get("count") for n in names)
+    if repeated or (shared and shared[0]):
+        job.id_renames = repeat_renames(job, names)
+        n = sum(len(rows) for files in job.id_renames.values() for rows in files.values())
+        job.warnings.append(f"{n} repeated id occurrence(s) renamed '<id>#dup<k>' so every stage sees unique ids "
+                            "(the first occurrence keeps its id; on_duplicate_ids: fail refuses such input)")
+
+
+class _OccurrenceMap:
+    """Shuffle map over ``(input index, path, id column)``: (h, id, input, path, row) per id."""
+
+    def __call__(self, src: tuple[int, str, str]) -> pa.Table | None:
+        tag, path, column = src
+        try:
+            ids = pq.read_table(path, columns=[column]).column(column)
+        except Exception:
+            return None  # bad shards are reported by ingest
+        valid = pc.is_valid(ids).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(valid)
+        if not len(rows):
+            return None
+        ids = ids.filter(pa.array(valid))
+        n = len(rows)
+        return pa.table({
+            "h": pa.array(id_hashes(ids), pa.uint64()),
+            "id": pc.cast(ids, pa.string()),
+            "input": pa.array(np.full(n, tag, dtype=np.int32)),
+            "path": pa.array([path] * n, pa.string()),
+            "row": pa.array(rows.astype(np.int64)),
+        })
+
+
+def _reduce_repeats(t: pa.Table) -> pa.Table | None:
+    """Every occurrence after the first of an id value, with its repeat number k >= 1."""
+    t = t.take(pc.sort_indices(t, [("h", "ascending"), ("id", "ascending"), ("input", "ascending"),
+                                   ("path", "ascending"), ("row", "ascending")]))
+    h = t.column("h").to_numpy()
+    ids = t.column("id").to_pylist()
+    start = np.ones(len(h), dtype=bool)
+    start[1:] = (h[1:] != h[:-1]) | np.array([a != b for a, b in zip(ids[1:], ids[:-1])], dtype=bool)
+    first = np.maximum.accumulate(np.where(start, np.arange(len(h)), 0))
+    k = np.arange(len(h)) - first
+    rep = np.flatnonzero(k > 0)
+    if not len(rep):
+        return None
+    out = t.select(["input", "path", "row"]).take(pa.array(rep))
+    return out.append_column("k", pa.array(k[rep].astype(np.int64)))
+
+
+def repeat_renames(job: Job, input_names: list[str]) -> dict[str, dict[str, dict[int, int]]]:
+    """input -> file path -> row -> k for every repeated id occurrence (k-th repeat), over
+    the inputs that carry their own id column (one id space across inputs)."""
+    sources: list[tuple[int, str, str]] = []
+    for tag, name in enumerate(input_names):
+        inp = job.spec.inputs[name]
+        files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
+        try:
+            if not files or inp.id_column not in pq.read_schema(files[0]).names:
+                continue
+        except Exception:
+            continue
+        sources += [(tag, f, inp.id_column) for f in files]
+    if not sources:
+        return {}
+    ctx = FitContext(
+        runner=job.executor.task_runner(),
+        state_dir=job.job_dir / "_scratch" / "dupids",
+        scratch_dir=job.job_dir / "_scratch" / "dupids",
+        seed=0,
+        node_id="inputs",
+        num_partitions=job.spec.settings.shuffle_partitions,
+    )
+    outs = ctx.shuffle(sources, _OccurrenceMap(), "h", _reduce_repeats, ctx.num_partitions, name="dupids-repeats")
+    renames: dict[str, dict[str, dict[int, int]]] = {}
+    for o in outs:
+        t = pq.read_table(o)
+        for tag, path, row, k in zip(*(t.column(c).to_pylist() for c in ("input", "path", "row", "k"))):
+            renames.setdefault(input_names[tag], {}).setdefault(path, {})[int(row)] = int(k)
+    return renames

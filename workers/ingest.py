@@ -146,9 +146,12 @@ def assign_ids(input_name: str, relpath: str, row_offset: int, n: int) -> pa.Arr
 
 
 def read_shard(
-    shard: Shard, inp: InputSpec, batch_size: int, max_doc_bytes: int
+    shard: Shard, inp: InputSpec, batch_size: int, max_doc_bytes: int, renames: dict[int, int] | None = None
 ) -> Iterator[tuple[pa.Table, pa.Table | None]]:
     """Yield (clean rows, quarantined rows) per batch of a shard.
+
+    ``renames`` (row in file -> k) renames repeated user ids; given (even empty) for every
+    shard of an input with repeats, so that input's ids are strings throughout.
 
     Clean rows have an ``id`` (kept or assigned), the text column as UTF-8 string and
     ``domain`` when the input sets one. Quarantined rows carry ``reason``/``detail``:
@@ -173,21 +176,36 @@ def read_shard(
         produced = True
         t = pa.Table.from_batches([rb])
         n = t.num_rows
-        yield _clean(t, inp, has_id, shard.input, shard.relpath, row, max_doc_bytes)
+        yield _clean(t, inp, has_id, shard.input, shard.relpath, row, max_doc_bytes, renames)
         row += n
     if not produced:
         t = pf.schema_arrow.empty_table()
-        yield _clean(t, inp, has_id, shard.input, shard.relpath, row, max_doc_bytes)
+        yield _clean(t, inp, has_id, shard.input, shard.relpath, row, max_doc_bytes, renames)
+
+
+def _renamed(ids: pa.ChunkedArray | pa.Array, row: int, renames: dict[int, int]) -> pa.Array:
+    """The ids as strings, the k-th repeat of a value as ``"<id>#dup<k>"`` (workers.dupids)."""
+    as_text = pc.cast(ids, pa.string())
+    hits = [(r - row, k) for r, k in renames.items() if row <= r < row + len(as_text)]
+    if not hits:
+        return as_text
+    out = as_text.to_pylist()
+    for i, k in hits:
+        if out[i] is not None:
+            out[i] = f"{out[i]}#dup{k}"
+    return pa.array(out, pa.string())
 
 
 def _clean(
-    t: pa.Table, inp: InputSpec, has_id: bool, input_name: str, relpath: str, row: int, max_doc_bytes: int
+    t: pa.Table, inp: InputSpec, has_id: bool, input_name: str, relpath: str, row: int, max_doc_bytes: int,
+    renames: dict[int, int] | None = None,
 ) -> tuple[pa.Table, pa.Table | None]:
     n = t.num_rows
     tc = inp.text_column
     if has_id:
-        if inp.id_column != schema.ID:
-            t = _set_col(t, schema.ID, t.column(inp.id_column))
+        if inp.id_column != schema.ID or renames is not None:
+            ids = t.column(inp.id_column)
+            t = _set_col(t, schema.ID, ids if renames is None else _renamed(ids, row, renames))
     else:
         t = _set_col(t, schema.ID, assign_ids(input_name, relpath, row, n), first=True)
     if inp.domain is not None:

@@ -98,6 +98,7 @@ class Job:
         self.warnings: list[str] = []
         self.skipped: list[dict] = []
         self.fingerprints: dict[str, str] = {}
+        self.id_renames: dict[str, dict[str, dict[int, int]]] = {}  # repeated ids (workers.dupids)
         self.node_dirs: dict[str, Path] = node_dirs(self.spec, self.plan, self.job_dir)
 
     # ------------------------------------------------------------------------------
@@ -220,6 +221,7 @@ class Job:
             "seed": self.spec.seed,
             "text_column": text_col,
             "inputs": {k: v.model_dump(mode="json") for k, v in self.spec.inputs.items()},
+            "id_renames": {i: self.id_renames[i] for i in step.sources if i in self.id_renames},
             "batch_size": self.spec.settings.batch_size,
             "max_doc_bytes": self.spec.settings.max_doc_bytes,
             "on_bad_shard": self.spec.settings.on_bad_shard,

@@ -196,7 +196,9 @@ class ShardTask:
         if shard.get("input"):
             sh = Shard(**shard)
             inp = InputSpec.model_validate(cfg["inputs"][sh.input])
-            it = read_shard(sh, inp, cfg["batch_size"], cfg["max_doc_bytes"])
+            renames = cfg.get("id_renames", {}).get(sh.input)
+            it = read_shard(sh, inp, cfg["batch_size"], cfg["max_doc_bytes"],
+                            renames=None if renames is None else renames.get(sh.path, {}))
             while True:
                 w0, p0 = time.perf_counter(), time.process_time()
                 try:
