@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from tests.corpus import write_corpus
 from tests.specs import one_node_spec, two_inputs, validation_problems
-from workers import JobFailed, run_pipeline
+from workers import JobFailed, read_output, run_pipeline
 from workers.ingest import ShardError
 
 
@@ -161,6 +161,9 @@ def test_ids_shared_across_inputs_are_reported(tmp_path):
     res = run_pipeline(spec, job_dir=tmp_path / "job")
     assert any("inputs ['a', 'b'] share 2 id value(s), e.g. ['0', '2']" in w for w in res.warnings)
     assert res.stats["nodes"]["a"]["duplicate_ids"]["count"] == 0
+    # b's repeats of a's ids are renamed; every id is text, so the union still joins
+    ids = sorted(read_output(tmp_path / "out").column("id").to_pylist())
+    assert ids == ["0", "0#dup1", "1", "2", "2#dup1", "3"]
     spec["settings"] = {"on_duplicate_ids": "fail"}
     with pytest.raises(JobFailed, match="share 2 id value"):
         run_pipeline(spec, job_dir=tmp_path / "job")

@@ -225,7 +225,8 @@ def _reduce_repeats(t: pa.Table) -> pa.Table | None:
 
 def repeat_renames(job: Job, input_names: list[str]) -> dict[str, dict[str, dict[int, int]]]:
     """input -> file path -> row -> k for every repeated id occurrence (k-th repeat), over
-    the inputs that carry their own id column (one id space across inputs)."""
+    the inputs that carry their own id column (one id space across inputs); every such
+    input has an entry, so all of them read their ids as strings."""
     sources: list[tuple[int, str, str]] = []
     for tag, name in enumerate(input_names):
         inp = job.spec.inputs[name]
@@ -238,6 +239,8 @@ def repeat_renames(job: Job, input_names: list[str]) -> dict[str, dict[str, dict
         sources += [(tag, f, inp.id_column) for f in files]
     if not sources:
         return {}
+    # every input of the id space reads its ids as strings, renamed or not (joins stay typed alike)
+    renames: dict[str, dict[str, dict[int, int]]] = {input_names[tag]: {} for tag, _, _ in sources}
     ctx = FitContext(
         runner=job.executor.task_runner(),
         state_dir=job.job_dir / "_scratch" / "dupids",
@@ -247,7 +250,6 @@ def repeat_renames(job: Job, input_names: list[str]) -> dict[str, dict[str, dict
         num_partitions=job.spec.settings.shuffle_partitions,
     )
     outs = ctx.shuffle(sources, _OccurrenceMap(), "h", _reduce_repeats, ctx.num_partitions, name="dupids-repeats")
-    renames: dict[str, dict[str, dict[int, int]]] = {}
     for o in outs:
         t = pq.read_table(o)
         for tag, path, row, k in zip(*(t.column(c).to_pylist() for c in ("input", "path", "row", "k"))):
