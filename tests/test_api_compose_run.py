@@ -13,6 +13,7 @@ HTTP with the token and checked against a local-executor run of the same spec.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import secrets
@@ -286,19 +287,27 @@ def test_minio_example_end_to_end(compose_topology, tmp_path):
         report = c.get(f"/v1/jobs/{jid}/report")
         rejects = c.get(f"/v1/jobs/{jid}/rejects", params={"limit": 5}).json()
 
-    # The raw corpus as minio-init uploaded it, read back from the S3 server.
+    # The raw corpus as minio-init uploaded it, read back from the S3 server, and the
+    # generator's manifest of what it holds (uploaded with it).
     fs = t.s3()
     raw = sorted(fs.glob("curate/raw/web/*.parquet"))
     assert len(raw) == 3
     n_raw = sum(pq.ParquetFile(fs.open(f)).metadata.num_rows for f in raw)
+    manifest = json.loads(fs.cat_file("curate/raw/manifest.json"))
+    kinds = manifest["kinds_per_domain"]["web"]
+    assert n_raw == manifest["rows_per_domain"]["web"] > 1000
 
     led = j["ledger"]
-    assert led["web"]["in"] == n_raw  # every uploaded document is accounted for
+    assert set(led) == {"web", "len", "dd"}
     for nid, rec in led.items():
         assert rec["in"] == rec["kept"] + rec["rejected"], nid
+    assert led["web"]["in"] == n_raw  # every uploaded document is accounted for
     assert led["len"]["in"] == led["web"]["kept"] and led["dd"]["in"] == led["len"]["kept"]
-    assert led["len"]["rejected"] > 0 and led["dd"]["rejected"] > 0  # the sample has junk and duplicates
-    assert sum(rejects["reasons"].values()) == sum(rec["rejected"] for rec in led.values())
+    reasons = rejects["reasons"]
+    assert reasons["null_text"] == kinds["null"] and reasons["empty_text"] == kinds["empty"] + kinds["whitespace"]
+    assert led["web"]["rejected"] == kinds["null"] + kinds["empty"] + kinds["whitespace"]
+    assert reasons["exact_duplicate"] == led["dd"]["rejected"] >= kinds["exact_dup"]
+    assert sum(reasons.values()) == sum(rec["rejected"] for rec in led.values())
 
     out = j["outputs"]["kept"]
     assert out == "s3://curate/curated/minio-example"
