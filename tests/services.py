@@ -46,7 +46,9 @@ class Postgres:
 
 
 @contextmanager
-def postgres_server(user: str = "postgres", password: str | None = None, db: str | None = None) -> Iterator[Postgres]:
+def postgres_server(
+    user: str = "postgres", password: str | None = None, db: str | None = None
+) -> Iterator[Postgres]:
     """A PostgreSQL server on a free loopback port; skips the test when it cannot start.
 
     With ``password`` TCP logins need it (scram-sha-256), as in the official image; ``db``
@@ -133,8 +135,13 @@ def process_group(
     """Run ``cmd`` in its own session until the block ends; wait until ``ready()``."""
     with open(log, "ab") as logf:
         proc = subprocess.Popen(
-            cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=cwd,
+            cmd,
+            env=env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
         )
     try:
         deadline = time.time() + timeout

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from api.raycluster import free_port, tcp_alive
+from api.raycluster import free_port
 from tests.compose_env import Localizer, as_list, dockerfile_env, load_compose, service_env, volume_mounts
 from tests.services import PG_BINDIRS, postgres_server, process_group, ray_start_args
 
@@ -58,6 +58,7 @@ class Topology:
     s3_env: dict[str, str]  # the AWS_* a client of the "minio" service uses
     ray_address: str
     ray_env: dict[str, str]
+    db_url: str
     root: Path
     logs: Path
 
@@ -185,10 +186,14 @@ def compose_topology() -> Iterator[Topology]:
         # any key pair, so the clients' AWS_* keys (the same values) are what gets exercised.
         s3_port = free_port()
         localize.ports[("minio", 9000)] = s3_port
-        stack.enter_context(process_group(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-            base, logs / "s3.log", lambda: _http_up(f"http://127.0.0.1:{s3_port}/moto-api/"),
-        ))
+        stack.enter_context(
+            process_group(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+                base,
+                logs / "s3.log",
+                lambda: _http_up(f"http://127.0.0.1:{s3_port}/moto-api/"),
+            )
+        )
 
         head_cmd = as_list(svcs["ray-head"]["command"])
         cport = int(next(a for a in head_cmd if a.startswith("--port=")).split("=", 1)[1])
@@ -197,17 +202,27 @@ def compose_topology() -> Iterator[Topology]:
         for name, sub in (("ray-head", "rh"), ("ray-worker", "rw")):
             env = {**base, **service_env(cfg, name, image_env, localize)}
             log = logs / f"{name}.log"
-            stack.enter_context(process_group(
-                _ray_cmd(cfg, name, localize, root / sub, head_port), env, log, lambda log=log: _ray_up(log)
-            ))
+            stack.enter_context(
+                process_group(
+                    _ray_cmd(cfg, name, localize, root / sub, head_port),
+                    env,
+                    log,
+                    lambda log=log: _ray_up(log),
+                )
+            )
 
         # minio-init's own script: creates the bucket and uploads the sample corpus.
         init = svcs["minio-init"]
         assert as_list(init["entrypoint"]) == ["python", "-c"]
         init_env = {**base, **service_env(cfg, "minio-init", image_env, localize)}
         r = subprocess.run(
-            [sys.executable, "-c", *as_list(init["command"])], env=init_env, capture_output=True,
-            text=True, timeout=180, cwd=root,
+            [sys.executable, "-c", *as_list(init["command"])],
+            env=init_env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=root,
+            check=False,
         )
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         assert "bucket s3://curate ready:" in r.stdout
@@ -215,10 +230,16 @@ def compose_topology() -> Iterator[Topology]:
         api_port = free_port()
         localize.ports[("api", 8000)] = api_port
         api_env = {**base, **service_env(cfg, "api", image_env, localize)}
-        stack.enter_context(process_group(
-            _serve_cmd(cfg, api_port), api_env, logs / "api.log",
-            lambda: _http_up(f"http://127.0.0.1:{api_port}/readyz"), timeout=120, cwd=str(root),
-        ))
+        stack.enter_context(
+            process_group(
+                _serve_cmd(cfg, api_port),
+                api_env,
+                logs / "api.log",
+                lambda: _http_up(f"http://127.0.0.1:{api_port}/readyz"),
+                timeout=120,
+                cwd=str(root),
+            )
+        )
         yield Topology(
             cfg=cfg,
             api_url=f"http://127.0.0.1:{api_port}",
@@ -226,6 +247,7 @@ def compose_topology() -> Iterator[Topology]:
             s3_env={k: v for k, v in api_env.items() if k.startswith("AWS_")},
             ray_address=f"127.0.0.1:{head_port}",
             ray_env={k: v for k, v in api_env.items() if k.startswith("RAY_")},
+            db_url=api_env["CURATE_DB_URL"],
             root=root,
             logs=logs,
         )
@@ -242,34 +264,49 @@ def compose_topology() -> Iterator[Topology]:
     assert marker_before or not marker.exists()
 
 
-def test_compose_env_is_what_the_services_get(compose_topology):
-    """The processes really got the compose file's settings (not the test's own)."""
+def _num_cpus(cfg: dict, name: str) -> float:
+    cmd = as_list(cfg["services"][name]["command"])
+    return float(next(a for a in cmd if a.startswith("--num-cpus=")).split("=", 1)[1])
+
+
+def test_cluster_store_and_tokens_are_the_compose_files(compose_topology):
+    """The processes run with the compose file's settings: two nodes with its CPU counts,
+    its Ray token, its API token and its Postgres URL."""
     t = compose_topology
-    api = t.cfg["services"]["api"]["environment"]
-    assert t.s3_env["AWS_ENDPOINT_URL"] == re.sub(r"minio:9000", t.s3_env["AWS_ENDPOINT_URL"][7:], api["AWS_ENDPOINT_URL"])
-    assert t.ray_env["RAY_AUTH_MODE"] == "token"
-    # the cluster: head and one worker, one CPU each (RAY_HEAD_CPUS / RAY_WORKER_CPUS)
     st = subprocess.run(
-        [RAY, "status", f"--address={t.ray_address}"], env={**os.environ, **t.ray_env},
-        capture_output=True, text=True, timeout=60,
+        [RAY, "status", f"--address={t.ray_address}"],
+        env={**os.environ, **t.ray_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert st.returncode == 0, st.stderr[-2000:]
     active = st.stdout.split("Active:")[1].split("Pending:")[0]
-    assert len(re.findall(r"\b1 node_", active)) == 2, st.stdout
-    assert "0.0/2.0 CPU" in st.stdout or "/2.0 CPU" in st.stdout, st.stdout
-    # token auth is on: without the token the cluster refuses
+    assert len(re.findall(r"^ 1 node_[0-9a-f]+$", active, re.MULTILINE)) == 2, st.stdout  # head + one worker
+    cpus = _num_cpus(t.cfg, "ray-head") + _num_cpus(t.cfg, "ray-worker")
+    assert f"0.0/{cpus:.1f} CPU" in st.stdout, st.stdout
+    wrong = {**os.environ, **t.ray_env, "RAY_AUTH_TOKEN": "not-the-token"}
     bad = subprocess.run(
         [RAY, "status", f"--address={t.ray_address}"],
-        env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "wrong-token"},
-        capture_output=True, text=True, timeout=60,
+        env=wrong,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    assert bad.returncode != 0
-    with httpx.Client(base_url=t.api_url, timeout=30) as c:
-        assert c.get("/v1/jobs").status_code == 401  # CURATE_API_TOKEN guards the API
+    assert bad.returncode != 0  # token auth is on
+
+    with httpx.Client(base_url=t.api_url, timeout=30) as anon:
+        assert anon.get("/v1/jobs").status_code == 401  # CURATE_API_TOKEN guards the API
     with t.client() as c:
         ready = c.get("/readyz").json()
-        assert c.get("/v1/jobs").status_code == 200
-    assert "postgresql" in str(ready) or ready, ready
+    assert ready["status"] == "ready" and ready["checks"]["ray"]["address"] == t.ray_address
+    import psycopg
+
+    with psycopg.connect(t.db_url.replace("+psycopg", "")) as conn:  # the api's CURATE_DB_URL
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"jobs", "job_events", "schedules"} <= tables
 
 
 def test_minio_example_end_to_end(compose_topology, tmp_path):
@@ -286,6 +323,12 @@ def test_minio_example_end_to_end(compose_topology, tmp_path):
         assert j["state"] == "succeeded", (j["error"], _driver_log(j))
         report = c.get(f"/v1/jobs/{jid}/report")
         rejects = c.get(f"/v1/jobs/{jid}/rejects", params={"limit": 5}).json()
+    # the driver ran on the cluster, and the job store is the compose file's Postgres
+    assert f"--executor ray --ray-address {t.ray_address}" in _driver_log(j)
+    import psycopg
+
+    with psycopg.connect(t.db_url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT state FROM jobs WHERE id = %s", (jid,)).fetchone() == ("succeeded",)
 
     # The raw corpus as minio-init uploaded it, read back from the S3 server, and the
     # generator's manifest of what it holds (uploaded with it).
@@ -304,7 +347,10 @@ def test_minio_example_end_to_end(compose_topology, tmp_path):
     assert led["web"]["in"] == n_raw  # every uploaded document is accounted for
     assert led["len"]["in"] == led["web"]["kept"] and led["dd"]["in"] == led["len"]["kept"]
     reasons = rejects["reasons"]
-    assert reasons["null_text"] == kinds["null"] and reasons["empty_text"] == kinds["empty"] + kinds["whitespace"]
+    assert (
+        reasons["null_text"] == kinds["null"]
+        and reasons["empty_text"] == kinds["empty"] + kinds["whitespace"]
+    )
     assert led["web"]["rejected"] == kinds["null"] + kinds["empty"] + kinds["whitespace"]
     assert reasons["exact_duplicate"] == led["dd"]["rejected"] >= kinds["exact_dup"]
     assert sum(reasons.values()) == sum(rec["rejected"] for rec in led.values())
@@ -336,6 +382,6 @@ def test_minio_example_end_to_end(compose_topology, tmp_path):
 
 def _driver_log(job: dict) -> str:
     try:
-        return Path(job["artifacts"]["job_dir"], "driver.log").read_text()[-4000:]
+        return Path(job["artifacts"]["job_dir"], "driver.log").read_text()[-6000:]
     except (OSError, KeyError, TypeError):
         return ""
