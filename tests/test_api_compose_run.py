@@ -149,6 +149,14 @@ def _serve_cmd(cfg: dict, api_port: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def compose_topology() -> Iterator[Topology]:
+    """The compose services as processes, started in ``depends_on`` order.
+
+    What the compose file says that has no meaning outside Docker: ``build``/``image`` (this
+    checkout and its venv are the image; its ``ENV`` is applied), ``restart``, ``shm_size``
+    (each node's object store is sized by ``ray_start_args``), ``ports`` (everything is on
+    loopback already) and ``healthcheck`` (each process is waited for instead; the api's
+    readiness URL is read from its healthcheck). Volumes are shared local directories.
+    """
     root = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))  # short: Ray socket paths <= 107 bytes
     (root / "tmp").mkdir()
     logs = root / "logs"
@@ -171,8 +179,8 @@ def compose_topology() -> Iterator[Topology]:
             localize.volumes[mount] = root / "vol" / vol
             (root / "vol" / vol).mkdir(parents=True, exist_ok=True)
     base = _base_env(root)
-    marker = Path("/tmp/ray/ray_current_cluster")
-    marker_before = marker.exists()
+    shared_ray = Path("/tmp/ray")  # where a `ray start` without --temp-dir would leave sessions
+    ray_before = set(os.listdir(shared_ray)) if shared_ray.is_dir() else set()
 
     with ExitStack() as stack:
         # postgres: the official image's POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB.
@@ -230,12 +238,15 @@ def compose_topology() -> Iterator[Topology]:
         api_port = free_port()
         localize.ports[("api", 8000)] = api_port
         api_env = {**base, **service_env(cfg, "api", image_env, localize)}
+        # ready as the api's compose healthcheck says (its URL, on the port started here)
+        health = re.search(r"http://127\.0\.0\.1:8000(/[\w/]*)", " ".join(svcs["api"]["healthcheck"]["test"]))
+        assert health, svcs["api"]["healthcheck"]
         stack.enter_context(
             process_group(
                 _serve_cmd(cfg, api_port),
                 api_env,
                 logs / "api.log",
-                lambda: _http_up(f"http://127.0.0.1:{api_port}/readyz"),
+                lambda: _http_up(f"http://127.0.0.1:{api_port}{health.group(1)}"),
                 timeout=120,
                 cwd=str(root),
             )
@@ -261,7 +272,8 @@ def compose_topology() -> Iterator[Topology]:
             continue
     shutil.rmtree(root, ignore_errors=True)
     assert not left, f"processes left behind: {left}"
-    assert marker_before or not marker.exists()
+    assert not root.exists()
+    assert (set(os.listdir(shared_ray)) if shared_ray.is_dir() else set()) <= ray_before
 
 
 def _num_cpus(cfg: dict, name: str) -> float:
