@@ -108,19 +108,25 @@ def _group_alive(pgid: int) -> bool:
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """SIGTERM the process group ``proc`` leads, then SIGKILL what is left after ``grace``."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+    """SIGTERM the leader ``proc``, then SIGKILL its whole process group if anything of it
+    is left after ``grace``.
+
+    The leader alone: ``ray start --block`` stops its own processes in order within seconds,
+    but hangs (GCS and monitor live on) when they all get the signal at once."""
+    for kill, wait in (
+        (lambda: proc.send_signal(signal.SIGTERM), grace),
+        (lambda: os.killpg(proc.pid, signal.SIGKILL), 10.0),
+    ):
         try:
-            os.killpg(proc.pid, sig)
+            kill()
         except ProcessLookupError:
-            break
+            pass
         deadline = time.time() + wait
         while time.time() < deadline:
             proc.poll()  # reap the leader so the group can disappear
             if not _group_alive(proc.pid):
                 return
             time.sleep(0.2)
-    proc.poll()
 
 
 @contextmanager

@@ -179,8 +179,6 @@ def compose_topology() -> Iterator[Topology]:
             localize.volumes[mount] = root / "vol" / vol
             (root / "vol" / vol).mkdir(parents=True, exist_ok=True)
     base = _base_env(root)
-    shared_ray = Path("/tmp/ray")  # where a `ray start` without --temp-dir would leave sessions
-    ray_before = set(os.listdir(shared_ray)) if shared_ray.is_dir() else set()
 
     with ExitStack() as stack:
         # postgres: the official image's POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB.
@@ -251,6 +249,8 @@ def compose_topology() -> Iterator[Topology]:
                 cwd=str(root),
             )
         )
+        sessions = {p.name for p in root.glob("r[hw]/session_2*")}  # the cluster's session name
+        assert sessions, list(root.iterdir())
         yield Topology(
             cfg=cfg,
             api_url=f"http://127.0.0.1:{api_port}",
@@ -273,7 +273,12 @@ def compose_topology() -> Iterator[Topology]:
     shutil.rmtree(root, ignore_errors=True)
     assert not left, f"processes left behind: {left}"
     assert not root.exists()
-    assert (set(os.listdir(shared_ray)) if shared_ray.is_dir() else set()) <= ray_before
+    # Nothing of this cluster in /tmp/ray (other Ray users of the machine may have sessions
+    # there): no session of its name, and no `ray_current_cluster` marker pointing at its head.
+    shared_ray = Path("/tmp/ray")
+    assert not any((shared_ray / name).exists() for name in sessions)
+    marker = shared_ray / "ray_current_cluster"
+    assert not (marker.exists() and f":{head_port}" in marker.read_text())
 
 
 def _num_cpus(cfg: dict, name: str) -> float:
