@@ -13,6 +13,7 @@ HTTP with the token and checked against a local-executor run of the same spec.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -341,7 +342,9 @@ def test_minio_example_end_to_end(compose_topology, tmp_path):
         report = c.get(f"/v1/jobs/{jid}/report")
         rejects = c.get(f"/v1/jobs/{jid}/rejects", params={"limit": 5}).json()
     # the driver ran on the cluster, and the job store is the compose file's Postgres
-    assert f"--executor ray --ray-address {t.ray_address}" in _driver_log(j)
+    launch = shlex.split(re.search(r"=== attempt 1: (.*)", _driver_log(j)).group(1))
+    opts = dict(itertools.pairwise(launch))
+    assert opts["--executor"] == "ray" and opts["--ray-address"] == t.ray_address, launch
     import psycopg
 
     with psycopg.connect(t.db_url.replace("+psycopg", "")) as conn:
