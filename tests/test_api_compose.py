@@ -11,6 +11,7 @@ import yaml
 
 from api.security import sandbox_spec
 from curate.spec import load_spec_text, validate_spec
+from tests.compose_env import Localizer, dockerfile_env, interpolate, load_compose, service_env, volume_mounts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,3 +67,27 @@ def test_compose_services_and_example_spec():
     sandbox_spec(spec, roots, "/var/lib/curate/data")  # every path lies under the api's roots
     assert spec["inputs"]["web"]["path"].startswith("s3://curate/")
     assert all(o["path"].startswith("s3://curate/") for o in spec["outputs"].values())
+
+
+def test_compose_env_translates_for_local_processes(tmp_path):
+    """What test_api_compose_run gives each process: the compose file's values, with
+    variables substituted, service hosts mapped to loopback ports and volumes to dirs."""
+    variables = {"POSTGRES_PASSWORD": "pw1", "CURATE_API_TOKEN": "", "RAY_WORKER_CPUS": "3"}
+    cfg = load_compose(REPO / "docker-compose.yml", variables)
+    svcs = cfg["services"]
+    assert "--num-cpus=3" in svcs["ray-worker"]["command"] and "--num-cpus=2" in svcs["ray-head"]["command"]
+    loc = Localizer(services=list(svcs), volumes={"/var/lib/curate": tmp_path / "v"})
+    loc.ports.update({("postgres", 5432): 15432, ("ray-head", 6379): 16379, ("minio", 9000): 19000})
+    env = service_env(cfg, "api", dockerfile_env(REPO / "Dockerfile"), loc)
+    assert env["CURATE_DB_URL"] == "postgresql+psycopg://curate:pw1@127.0.0.1:15432/curate"
+    assert env["CURATE_API_TOKEN"] == "dev-api-token-change-me"  # ${X:-default}: empty -> default
+    assert env["CURATE_RAY_ADDRESS"] == "127.0.0.1:16379" and env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:19000"
+    assert env["CURATE_DATA_ROOTS"] == f"s3://curate,{tmp_path}/v/data"
+    assert env["CURATE_HOME"] == f"{tmp_path}/v/service"  # compose wins over the image's ENV
+    assert env["RAY_USAGE_STATS_ENABLED"] == "0" and env["PYTHONUNBUFFERED"] == "1"  # from the image
+    assert "PYTHONUNBUFFERED" not in service_env(cfg, "postgres", {"PYTHONUNBUFFERED": "1"}, loc)
+    assert volume_mounts(svcs["api"]) == {"/var/lib/curate": "curate-data"}
+    assert interpolate("$$HOME ${A-x} ${B:+y} $C", {"A": "", "B": "1"}) == "$HOME  y "
+    loc.ports.pop(("minio", 9000))
+    with pytest.raises(AssertionError, match="minio"):
+        loc("http://minio:9000")

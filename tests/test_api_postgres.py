@@ -1,67 +1,36 @@
 """The job store on Postgres (CURATE_DB_URL): migrations, jobs, schedules, a job end to end.
 
-Starts a throw-away PostgreSQL server (initdb + pg_ctl as the `postgres` user) on a free
-loopback port; skipped when the server binaries or psycopg are not installed.
+Starts a throw-away PostgreSQL server (tests/services.py: initdb + pg_ctl as the `postgres`
+user) on a free loopback port; skipped when the server binaries or psycopg are not installed.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api import migrations
 from api.app import create_app
-from api.raycluster import free_port
 from api.store import Store
 from tests.corpus import branch_join_spec, write_corpus
+from tests.services import PG_BINDIRS, postgres_server
 from tests.test_api_util import local_config, wait_state
 
 pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'psycopg[binary]')")
-BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not BIN, reason="PostgreSQL server binaries not installed (apt-get install postgresql)"
+        not PG_BINDIRS, reason="PostgreSQL server binaries not installed (apt-get install postgresql)"
     ),
-    pytest.mark.skipif(shutil.which("runuser") is None, reason="runuser missing"),
 ]
-
-
-def _as_pg(*cmd: str) -> subprocess.CompletedProcess:
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")
 def pg_url():
-    bindir = os.path.dirname(BIN[-1])
-    d = Path(tempfile.mkdtemp(prefix="curate-pg-"))  # pytest's tmp dirs are not traversable by postgres
-    data, sock = d / "data", d / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(d, "postgres")
-        shutil.chown(sock, "postgres")
-    r = _as_pg(f"{bindir}/initdb", "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
-    if r.returncode != 0:
-        pytest.skip(f"initdb failed: {r.stderr[-500:]}")
-    port = free_port()
-    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    r = _as_pg(f"{bindir}/pg_ctl", "-D", str(data), "-o", opts, "-l", str(d / "log"), "-w", "start")
-    if r.returncode != 0:
-        pytest.skip(f"postgres did not start: {r.stderr[-500:]}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        _as_pg(f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(d, ignore_errors=True)
+    with postgres_server() as pg:
+        yield pg.url("postgres")
 
 
 def test_store_on_postgres(pg_url):
