@@ -19,7 +19,8 @@ Flags (``uint16``):
 * ``AFFIX``: punctuation split off the start or end of a word (brackets, ``,;:!?``, ``#*&_``,
   CJK punctuation ...); ``QUOTE``: quotation marks; ``ICON``: category So; ``CURRENCY``:
   category Sc; ``HYPHEN``: ``- – — ~``;
-* ``LINEBREAK``: the boundaries of ``str.splitlines``.
+* ``LINEBREAK``: the boundaries of ``str.splitlines``;
+* ``INFIX``: characters a word may split at (``. … , : < > = / + - * ^``, hyphens, icons).
 """
 
 from __future__ import annotations
@@ -32,18 +33,19 @@ from pathlib import Path
 import numpy as np
 
 SPACE, ALPHA, LOWER, UPPER, DIGIT, SYMBOL, PUNCT, STERM = 1, 2, 4, 8, 16, 32, 64, 128
-NOSPACE, AFFIX, QUOTE, ICON, CURRENCY, HYPHEN, LINEBREAK = 256, 512, 1024, 2048, 4096, 8192, 16384
+NOSPACE, AFFIX, QUOTE, ICON, CURRENCY, HYPHEN, LINEBREAK, INFIX = 256, 512, 1024, 2048, 4096, 8192, 16384, 32768
 
 FLAG_NAMES = {
     "SPACE": SPACE, "ALPHA": ALPHA, "LOWER": LOWER, "UPPER": UPPER, "DIGIT": DIGIT, "SYMBOL": SYMBOL,
     "PUNCT": PUNCT, "STERM": STERM, "NOSPACE": NOSPACE, "AFFIX": AFFIX, "QUOTE": QUOTE, "ICON": ICON,
-    "CURRENCY": CURRENCY, "HYPHEN": HYPHEN, "LINEBREAK": LINEBREAK,
+    "CURRENCY": CURRENCY, "HYPHEN": HYPHEN, "LINEBREAK": LINEBREAK, "INFIX": INFIX,
 }
 
 # punctuation split off either end of a word (besides quotes, icons and the dot rules)
 AFFIX_CHARS = "…,:;!?¿¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪؟"
 QUOTE_CHARS = "'\"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧"
 HYPHEN_CHARS = "-–—~"
+INFIX_CHARS = ".…,:<>=/+-*^–—~"
 LINEBREAK_CHARS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 # scripts written without spaces between words: (first, last) code point of each block
 NOSPACE_BLOCKS = [
@@ -102,6 +104,8 @@ def _flags_of(cp: int, sterm: set[int]) -> int:
         f |= HYPHEN
     if ch in LINEBREAK_CHARS:
         f |= LINEBREAK
+    if ch in INFIX_CHARS or cat == "So":
+        f |= INFIX
     return f
 
 

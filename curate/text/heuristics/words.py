@@ -34,6 +34,7 @@ from curate.text.heuristics.charclass import (
     DIGIT,
     HYPHEN,
     ICON,
+    INFIX,
     LOWER,
     NOSPACE,
     QUOTE,
@@ -100,15 +101,28 @@ def unit_table() -> np.ndarray:
     return out
 
 
-def special_table() -> np.ndarray:
-    """The special cases as a sorted ``(2, n)`` uint64 array: chunk hash, length of the first
-    token (0: kept whole). Title-case forms of the split specials are included."""
-    rows = {poly_hash([ord(c) for c in w]): 0 for w in ABBREVIATIONS}
+def special_table() -> tuple[np.ndarray, np.ndarray]:
+    """The special cases: a sorted ``(2, n)`` uint64 array (chunk hash, length of the first
+    token, 0 = kept whole; title-case forms of the split specials included), and a filter of
+    the (length, first, last character) triples they have (characters folded to 7 bits)."""
+    words = {w: 0 for w in ABBREVIATIONS}
     for w, k in SPLIT_SPECIALS.items():
         for form in (w, w[0].upper() + w[1:]):
-            rows[poly_hash([ord(c) for c in form])] = k
+            words[form] = k
+    rows = {poly_hash([ord(c) for c in w]): k for w, k in words.items()}
     keys = sorted(rows)
-    return np.array([keys, [rows[h] for h in keys]], dtype=np.uint64)
+    spf = np.zeros((MAX_SPECIAL + 1) * 128 * 128, dtype=np.uint8)
+    for w in words:
+        spf[_filter_slot(len(w), ord(w[0]), ord(w[-1]))] = 1
+    return np.array([keys, [rows[h] for h in keys]], dtype=np.uint64), spf
+
+
+MAX_SPECIAL = 10  # the longest special case
+
+
+@nb.njit(cache=True, inline="always")
+def _filter_slot(n, first, last):
+    return (n * 128 + (first & 127)) * 128 + (last & 127)
 
 
 @nb.njit(cache=True, inline="always")
@@ -157,10 +171,10 @@ def _contraction(cp, a, b, cls):
 
 
 @nb.njit(cache=True)
-def _special(cp, a, b, cls, exc):
+def _special(cp, a, b, cls, exc, spf):
     """0: not special; 1: keep whole (abbreviation, emoticon); k + 1: split in two, the
     second token ``k`` long."""
-    if b - a <= 10:
+    if b - a <= MAX_SPECIAL and spf[_filter_slot(b - a, cp[a], cp[b - 1])]:
         j = sorted_find(exc[0], _hash(cp, a, b))
         if j >= 0:
             first = np.int64(exc[1, j])
@@ -211,6 +225,11 @@ def _suffix_len(cp, a, b, cls, units):
         return 1
     if b - 2 >= a and cls[cp[b - 2]] & DIGIT and (c == 43 or f & CURRENCY):
         return 1
+    j = b - 1  # a unit needs a digit before it: letters, '/' or '%' back to a digit
+    while j >= a and b - j <= 5 and (cls[cp[j]] & ALPHA or cp[j] == 47 or cp[j] == 37):
+        j -= 1
+    if j < a or b - j > 5 or not cls[cp[j]] & DIGIT:
+        return 0
     for u in range(units.shape[0]):  # a unit right after a digit
         n = units[u, 0]
         if b - n - 1 < a or not cls[cp[b - n - 1]] & DIGIT:
@@ -272,6 +291,13 @@ def _domain_rest(cp, p, b, cls):
 def _url_like(cp, a, b, cls):
     """A URL, e-mail address or domain name (``example.com``, ``file.py``) the way spaCy's
     URL pattern accepts them (without its IP-address branch)."""
+    dot = False
+    for i in range(a, b):
+        if cp[i] == 46:
+            dot = True
+            break
+    if not dot:
+        return False
     p = a
     for i in range(a + 2, b - 2):  # scheme://
         if cp[i] == 58 and cp[i + 1] == 47 and cp[i + 2] == 47:
@@ -339,8 +365,8 @@ def _emit(out_s, out_e, nt, a, b):
 
 
 @nb.njit(cache=True)
-def _middle(cp, a, b, cls, exc, out_s, out_e, nt):
-    sp = _special(cp, a, b, cls, exc)
+def _middle(cp, a, b, cls, exc, spf, out_s, out_e, nt):
+    sp = _special(cp, a, b, cls, exc, spf)
     if sp == 1 or _url_like(cp, a, b, cls):
         return _emit(out_s, out_e, nt, a, b)
     if sp > 1:
@@ -350,6 +376,9 @@ def _middle(cp, a, b, cls, exc, out_s, out_e, nt):
     start = a
     i = a
     while i < b:
+        if not cls[cp[i]] & INFIX:
+            i += 1
+            continue
         k = _infix_len(cp, a, b, i, cls)
         if k == 0:
             i += 1
@@ -365,21 +394,21 @@ def _middle(cp, a, b, cls, exc, out_s, out_e, nt):
 
 
 @nb.njit(cache=True)
-def _chunk(cp, a, b, cls, exc, units, out_s, out_e, nt, suf_s, suf_e):
+def _chunk(cp, a, b, cls, exc, spf, units, out_s, out_e, nt, suf_s, suf_e):
     """Tokens of one whitespace-free chunk ``[a, b)`` (affixes, specials, infixes), then
     adjacent tokens that spell a kept-whole special (``):``, ``''``) merged."""
     nt0 = nt
     ns = 0
     while a < b:
-        if _special(cp, a, b, cls, exc):
+        if _special(cp, a, b, cls, exc, spf):
             break
         pre = _prefix_len(cp, a, b, cls)
         suf = _suffix_len(cp, a + pre, b, cls, units) if a + pre < b else 0
-        if pre and a + pre < b and _special(cp, a + pre, b, cls, exc):
+        if pre and a + pre < b and _special(cp, a + pre, b, cls, exc, spf):
             nt = _emit(out_s, out_e, nt, a, a + pre)
             a += pre
             break
-        if suf and a < b - suf and _special(cp, a, b - suf, cls, exc):
+        if suf and a < b - suf and _special(cp, a, b - suf, cls, exc, spf):
             suf_s[ns] = b - suf
             suf_e[ns] = b
             ns += 1
@@ -403,14 +432,14 @@ def _chunk(cp, a, b, cls, exc, units, out_s, out_e, nt, suf_s, suf_e):
         else:
             break
     if a < b:
-        nt = _middle(cp, a, b, cls, exc, out_s, out_e, nt)
+        nt = _middle(cp, a, b, cls, exc, spf, out_s, out_e, nt)
     for j in range(ns - 1, -1, -1):
         nt = _emit(out_s, out_e, nt, suf_s[j], suf_e[j])
-    return _merge_specials(cp, cls, exc, out_s, out_e, nt0, nt)
+    return _merge_specials(cp, cls, exc, spf, out_s, out_e, nt0, nt)
 
 
 @nb.njit(cache=True)
-def _merge_specials(cp, cls, exc, out_s, out_e, lo, nt):
+def _merge_specials(cp, cls, exc, spf, out_s, out_e, lo, nt):
     """Merge runs of 2-4 adjacent tokens of one chunk that spell a kept-whole special."""
     if nt - lo < 2:
         return nt
@@ -419,7 +448,7 @@ def _merge_specials(cp, cls, exc, out_s, out_e, lo, nt):
     while i < nt:
         took = 1
         for j in range(min(nt, i + 4), i + 1, -1):
-            if out_e[j - 1] - out_s[i] <= 10 and _special(cp, out_s[i], out_e[j - 1], cls, exc) == 1:
+            if out_e[j - 1] - out_s[i] <= MAX_SPECIAL and _special(cp, out_s[i], out_e[j - 1], cls, exc, spf) == 1:
                 took = j - i
                 break
         out_s[w] = out_s[i]
@@ -430,7 +459,7 @@ def _merge_specials(cp, cls, exc, out_s, out_e, lo, nt):
 
 
 @nb.njit(cache=True)
-def tokenize(cp, lo, hi, mode, cls, exc, units, out_s, out_e, suf_s, suf_e):
+def tokenize(cp, lo, hi, mode, cls, exc, spf, units, out_s, out_e, suf_s, suf_e):
     """Tokens of ``cp[lo:hi]`` as ``[out_s[i], out_e[i])`` code point spans; returns the
     count. ``out_*`` and ``suf_*`` need room for ``hi - lo`` entries."""
     nt = 0
@@ -452,10 +481,10 @@ def tokenize(cp, lo, hi, mode, cls, exc, units, out_s, out_e, suf_s, suf_e):
                 m = k
                 while m < j and not cls[cp[m]] & NOSPACE:
                     m += 1
-                nt = _chunk(cp, k, m, cls, exc, units, out_s, out_e, nt, suf_s, suf_e)
+                nt = _chunk(cp, k, m, cls, exc, spf, units, out_s, out_e, nt, suf_s, suf_e)
                 k = m
         else:
-            nt = _chunk(cp, i, j, cls, exc, units, out_s, out_e, nt, suf_s, suf_e)
+            nt = _chunk(cp, i, j, cls, exc, spf, units, out_s, out_e, nt, suf_s, suf_e)
         i = j
     return nt
 
@@ -467,5 +496,5 @@ def split_words(text: str, language: str | None = None) -> list[str]:
     cp = np.array([ord(c) for c in text], dtype=np.int32)
     n = len(cp)
     bufs = [np.empty(max(n, 1), dtype=np.int32) for _ in range(4)]
-    nt = tokenize(cp, 0, n, split_mode(language), class_table(), special_table(), unit_table(), *bufs)
+    nt = tokenize(cp, 0, n, split_mode(language), class_table(), *special_table(), unit_table(), *bufs)
     return [text[a:b] for a, b in zip(bufs[0][:nt], bufs[1][:nt])]
