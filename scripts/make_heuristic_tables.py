@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.text.heuristics.charclass import _DATA, generate_class_runs  # noqa: E402
+from curate.text.heuristics.charclass import _DATA, generate_class_runs
 
 
 def main() -> None:

@@ -89,9 +89,8 @@ def _flags_of(cp: int, sterm: set[int]) -> int:
         f |= PUNCT
     if cp in sterm:
         f |= STERM
-    if ch.isalpha() or cat[0] == "M":
-        if any(lo <= cp <= hi for lo, hi in NOSPACE_BLOCKS):
-            f |= NOSPACE
+    if (ch.isalpha() or cat[0] == "M") and any(lo <= cp <= hi for lo, hi in NOSPACE_BLOCKS):
+        f |= NOSPACE
     if ch in AFFIX_CHARS:
         f |= AFFIX
     if ch in QUOTE_CHARS:

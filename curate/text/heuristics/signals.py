@@ -47,8 +47,8 @@ _DEFS: list[tuple[str, int, str, str, bool]] = [
     ("qs_gopher_alpha_word_frac", K.ALPHA_WORDS, "gopher_quality",
      "fraction of all words that contain an alphabetic character", False),
     ("qs_gopher_stop_word_count", K.STOP_WORDS, "gopher_quality",
-     "distinct stop words of the document's language among its words (case-sensitive; for languages "
-     "split per character: distinct stop words occurring anywhere in the text)", True),
+     ("distinct stop words of the document's language among its words (case-sensitive; for languages "
+      "split per character: distinct stop words occurring anywhere in the text)"), True),
     ("qs_gopher_dup_line_frac", K.DUP_LINE, "gopher_repetition",
      "lines (split on runs of `\\n`) equal to an earlier line / lines", False),
     ("qs_gopher_dup_para_frac", K.DUP_PARA, "gopher_repetition",
@@ -60,19 +60,19 @@ _DEFS: list[tuple[str, int, str, str, bool]] = [
 ]
 for _g in (2, 3, 4):
     _DEFS.append((f"qs_gopher_top_{_g}gram_char_frac", K.TOP2 + _g - 2, "gopher_repetition",
-                  f"characters of the most frequent word {_g}-gram (words joined by spaces; the first "
-                  f"seen among equally frequent ones) x its count / characters of the text", False))
+                  (f"characters of the most frequent word {_g}-gram (words joined by spaces; the first "
+                   f"seen among equally frequent ones) x its count / characters of the text"), False))
 for _g in range(5, 11):
     _DEFS.append((f"qs_gopher_dup_{_g}gram_char_frac", K.DUP5 + _g - 5, "gopher_repetition",
-                  f"characters (words concatenated) of word {_g}-grams seen before, scanning left to right "
-                  f"and jumping past each repeat / characters of the text", False))
+                  (f"characters (words concatenated) of word {_g}-grams seen before, scanning left to right "
+                   f"and jumping past each repeat / characters of the text"), False))
 _DEFS += [
     ("qs_c4_terminal_punct_line_frac", K.C4_TERMINAL_LINES, "c4",
-     "fraction of lines (`str.splitlines`) that, stripped and without citations like `[1]`, end in "
-     "`. ? ! \" '` but not `...` (lines with a word over 1000 characters count as not ending so)", False),
+     ("fraction of lines (`str.splitlines`) that, stripped and without citations like `[1]`, end in "
+      "`. ? ! \" '` but not `...` (lines with a word over 1000 characters count as not ending so)"), False),
     ("qs_c4_sentence_count", K.C4_SENTENCES, "c4",
-     "sentences (spaCy sentencizer rule) in the lines C4 keeps: terminal punctuation, 3+ words, no "
-     "`javascript`, no policy phrase", True),
+     ("sentences (spaCy sentencizer rule) in the lines C4 keeps: terminal punctuation, 3+ words, no "
+      "`javascript`, no policy phrase"), True),
     ("qs_c4_javascript_lines", K.C4_JAVASCRIPT, "c4",
      "lines C4 would keep otherwise that contain `javascript` (any case)", True),
     ("qs_c4_lorem_ipsum_lines", K.C4_LOREM, "c4",
@@ -80,11 +80,11 @@ _DEFS += [
     ("qs_c4_curly_brace_lines", K.C4_CURLY, "c4",
      "lines C4 would keep otherwise (no lorem ipsum, no javascript) that contain `{`", True),
     ("qs_c4_policy_lines", K.C4_POLICY, "c4",
-     "lines C4 would keep otherwise that contain a policy phrase (`terms of use`, `privacy policy`, "
-     "`cookie policy`, `uses cookies`, `use of cookies`, `use cookies`)", True),
+     ("lines C4 would keep otherwise that contain a policy phrase (`terms of use`, `privacy policy`, "
+      "`cookie policy`, `uses cookies`, `use of cookies`, `use cookies`)"), True),
     ("qs_fineweb_line_punct_ratio", K.FW_LINE_PUNCT, "fineweb",
-     "fraction of non-blank lines (split on `\\n`) whose last character is a sentence terminal "
-     "(Unicode Sentence_Terminal)", False),
+     ("fraction of non-blank lines (split on `\\n`) whose last character is a sentence terminal "
+      "(Unicode Sentence_Terminal)"), False),
     ("qs_fineweb_short_line_ratio", K.FW_SHORT_LINES, "fineweb",
      "fraction of non-blank lines of at most 30 characters", False),
     ("qs_fineweb_char_dup_ratio", K.FW_CHAR_DUP, "fineweb",

@@ -52,13 +52,7 @@ PER_CHAR_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "wuu",
 # apostrophe). Contractions with one (do|n't, we|'ll) follow a rule in _contraction.
 ABBREVIATIONS = (
     [f"{c}." for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"]
-    + "e.g. i.e. a.m. p.m. Mr. Mrs. Ms. Dr. St. vs. v. Inc. Ltd. Co. Corp. Jr. Mt. Prof. Gen. Gov. "
-    "Rep. Sen. Rev. Bros. Messrs. Adm. Jan. Feb. Mar. Apr. Jun. Jul. Aug. Sep. Sept. Oct. Nov. Dec. "
-    "Ala. Ariz. Ark. Calif. Colo. Conn. Del. Fla. Ga. Ill. Ind. Kan. Ky. La. Md. Mass. Mich. Minn. "
-    "Miss. Mo. Neb. Nev. Okla. Ore. Pa. Tenn. Va. Wash. Wis. E.g. I.e. and/or '' ’’ 's 'S ’s ’S 'd 'm 'll "
-    "'re 've n't "
-    ":) :-) :)) :( :-( :(( ): )-: (: (-: ;) ;-) (; :D :P :p xD :* :-* :] :-] [: [-: :} :-} :/ :-/ =/ "
-    ":| :-| =| :> :-> :') :'( =) =( (= =] =[ [= ]= <3 ^_^ ^__^ -_- -__- @_@ >.< <.< >.> ._. ;_; 8)".split()
+    + ["e.g.", "i.e.", "a.m.", "p.m.", "Mr.", "Mrs.", "Ms.", "Dr.", "St.", "vs.", "v.", "Inc.", "Ltd.", "Co.", "Corp.", "Jr.", "Mt.", "Prof.", "Gen.", "Gov.", "Rep.", "Sen.", "Rev.", "Bros.", "Messrs.", "Adm.", "Jan.", "Feb.", "Mar.", "Apr.", "Jun.", "Jul.", "Aug.", "Sep.", "Sept.", "Oct.", "Nov.", "Dec.", "Ala.", "Ariz.", "Ark.", "Calif.", "Colo.", "Conn.", "Del.", "Fla.", "Ga.", "Ill.", "Ind.", "Kan.", "Ky.", "La.", "Md.", "Mass.", "Mich.", "Minn.", "Miss.", "Mo.", "Neb.", "Nev.", "Okla.", "Ore.", "Pa.", "Tenn.", "Va.", "Wash.", "Wis.", "E.g.", "I.e.", "and/or", "''", "’’", "'s", "'S", "’s", "’S", "'d", "'m", "'ll", "'re", "'ve", "n't", ":)", ":-)", ":))", ":(", ":-(", ":((", "):", ")-:", "(:", "(-:", ";)", ";-)", "(;", ":D", ":P", ":p", "xD", ":*", ":-*", ":]", ":-]", "[:", "[-:", ":}", ":-}", ":/", ":-/", "=/", ":|", ":-|", "=|", ":>", ":->", ":')", ":'(", "=)", "=(", "(=", "=]", "=[", "[=", "]=", "<3", "^_^", "^__^", "-_-", "-__-", "@_@", ">.<", "<.<", ">.>", "._.", ";_;", "8)"]
 )
 SPLIT_SPECIALS = {  # chunk -> length of its first token
     "cannot": 3, "gonna": 3, "gotta": 3, "cant": 2, "wont": 2, "aint": 2, "dont": 2, "didnt": 3,
@@ -70,10 +64,7 @@ SPLIT_SPECIALS = {  # chunk -> length of its first token
 }
 
 # unit symbols split off a number ("10km" -> "10" "km"), longest match first
-UNITS = (
-    "km m dm cm mm ha nm yd in ft kg g mg t lb oz m/s km/h kmh mph hPa Pa mbar mb MB kb KB gb GB tb TB "
-    "T G M K %"
-).split()
+UNITS = ["km", "m", "dm", "cm", "mm", "ha", "nm", "yd", "in", "ft", "kg", "g", "mg", "t", "lb", "oz", "m/s", "km/h", "kmh", "mph", "hPa", "Pa", "mbar", "mb", "MB", "kb", "KB", "gb", "GB", "tb", "TB", "T", "G", "M", "K", "%"]
 
 HASH_BASE = np.uint64(0x100000001B3 * 2 + 1)  # odd 64-bit multiplier of the polynomial hashes
 
