@@ -29,7 +29,9 @@ from curate.text.heuristics.words import HASH_BASE, PER_CHAR, _hash, sorted_find
 ) = range(32)
 NUM_SIGNALS = 32
 
-POLICY_PHRASES = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
+POLICY_PHRASES = [
+    "terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies",
+]
 SHORT_LINE_LENGTH = 30  # FineWeb: a line of at most this many characters is short
 MAX_C4_WORD_LENGTH = 1000  # C4: a line with a longer word is dropped
 
@@ -399,7 +401,8 @@ def _line_stats(cp, n, cls, keys, cnt, out):
             e -= 1
         if s < e and (cp[s] == 0x2022 or cp[s] == 45):
             bullets += 1
-        if e > s and (cp[e - 1] == 0x2026 or (e - s >= 3 and cp[e - 1] == 46 and cp[e - 2] == 46 and cp[e - 3] == 46)):
+        dots = e - s >= 3 and cp[e - 1] == 46 and cp[e - 2] == 46 and cp[e - 3] == 46
+        if e > s and (cp[e - 1] == 0x2026 or dots):
             ellipses += 1
     out[BULLET_LINES] = bullets / n_lines if n_lines else 0.0
     out[ELLIPSIS_LINES] = ellipses / n_lines if n_lines else 0.0
@@ -518,7 +521,8 @@ def _word_stats(cp, n, nt, ts, te, mode, lang, cls, sw_off, sw_hash, sw_cp_off, 
 
 
 @nb.njit(cache=True)
-def batch_signals(data, offsets, modes, langs, cls, exc, spf, units, phrases, sw_off, sw_hash, sw_cp_off, sw_cp):
+def batch_signals(data, offsets, modes, langs, cls, exc, spf, units, phrases, sw_off, sw_hash, sw_cp_off,
+                  sw_cp):
     """Every signal of every document: a ``(n_docs, NUM_SIGNALS)`` float64 array."""
     n_docs = offsets.shape[0] - 1
     out = np.zeros((n_docs, NUM_SIGNALS), dtype=np.float64)

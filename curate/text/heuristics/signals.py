@@ -149,8 +149,8 @@ def compute_signals(
     mode_of = np.array([split_mode(v or stopwords.default) for v in values], dtype=np.uint8)
     data, offsets = text_buffers(texts)
     out = K.batch_signals(
-        data, offsets, mode_of[idx], np.array(table_of, dtype=np.int64)[idx], class_table(), _SPECIALS, _SPECIAL_FILTER,
-        _UNITS, _PHRASES, stopwords.offsets, stopwords.hashes, stopwords.cp_offsets, stopwords.cps,
+        data, offsets, mode_of[idx], np.array(table_of, dtype=np.int64)[idx], class_table(), _SPECIALS,
+        _SPECIAL_FILTER, _UNITS, _PHRASES, stopwords.offsets, stopwords.hashes, stopwords.cp_offsets, stopwords.cps,
     )
     return SignalBatch(out, [used[i] for i in idx], falls[idx])
 

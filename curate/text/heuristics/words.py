@@ -1,6 +1,6 @@
 """Language-aware word splitting, in numba, over code point arrays.
 
-Two modes, picked per document from its language (:func:`split_mode`):
+Three modes, picked per document from its language (:func:`split_mode`):
 
 * **spaced** (every language written with spaces): whitespace separates chunks; each chunk
   is split the way datatrove's English word tokenizer (a blank spaCy pipeline) splits it:
@@ -9,9 +9,12 @@ Two modes, picked per document from its language (:func:`split_mode`):
   punctuation or two capitals come off the end, contractions split (``do`` + ``n't``,
   ``we`` + ``'ll``), and a chunk splits inside at dot runs, symbols, hyphens between
   letters, ``,`` between letters, ``.`` between a lowercase and an uppercase letter, ``+-*^``
-  between digits and ``:<>=/`` between a letter or digit and a letter. URLs (``://``,
-  ``www.``), e-mail addresses and common abbreviations (``e.g.``, ``Mr.``, ``Jan.``, single
-  letters with a dot) stay whole.
+  between digits and ``:<>=/`` between a letter or digit and a letter. URLs, e-mail
+  addresses, domain-like names (``example.com``, ``setup.py``) and emoticons stay whole.
+* **English** is spaced mode plus spaCy's English special cases: contractions split
+  (``do`` + ``n't``, ``we`` + ``'ll``, ``cannot`` -> ``can`` + ``not``) and English
+  abbreviations (``e.g.``, ``Mr.``, ``Jan.``, single letters with a dot) stay whole. Other
+  spaced languages keep only the language-neutral ones (emoticons, ``''``).
 * **per-character** (Chinese, Japanese, Thai, Lao, Khmer, Myanmar, Tibetan: scripts without
   spaces between words): every letter (or mark) of those scripts is a token of its own; runs
   of other characters (Latin words, numbers, punctuation) are split as in spaced mode. This
@@ -42,19 +45,32 @@ from curate.text.heuristics.charclass import (
     UPPER,
 )
 
-SPACED, PER_CHAR = 0, 1
+SPACED, PER_CHAR, ENGLISH = 0, 1, 2
 
 # ISO 639 codes (as lid.176 emits them) of languages split per character
 PER_CHAR_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "wuu", "yue"})
 
-# Chunks spaCy's English tokenizer treats as special cases: kept whole (abbreviations that
-# end in a dot, emoticons) or split in two at a fixed place (contractions without an
-# apostrophe). Contractions with one (do|n't, we|'ll) follow a rule in _contraction.
-ABBREVIATIONS = (
-    [f"{c}." for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"]
-    + ["e.g.", "i.e.", "a.m.", "p.m.", "Mr.", "Mrs.", "Ms.", "Dr.", "St.", "vs.", "v.", "Inc.", "Ltd.", "Co.", "Corp.", "Jr.", "Mt.", "Prof.", "Gen.", "Gov.", "Rep.", "Sen.", "Rev.", "Bros.", "Messrs.", "Adm.", "Jan.", "Feb.", "Mar.", "Apr.", "Jun.", "Jul.", "Aug.", "Sep.", "Sept.", "Oct.", "Nov.", "Dec.", "Ala.", "Ariz.", "Ark.", "Calif.", "Colo.", "Conn.", "Del.", "Fla.", "Ga.", "Ill.", "Ind.", "Kan.", "Ky.", "La.", "Md.", "Mass.", "Mich.", "Minn.", "Miss.", "Mo.", "Neb.", "Nev.", "Okla.", "Ore.", "Pa.", "Tenn.", "Va.", "Wash.", "Wis.", "E.g.", "I.e.", "and/or", "''", "’’", "'s", "'S", "’s", "’S", "'d", "'m", "'ll", "'re", "'ve", "n't", ":)", ":-)", ":))", ":(", ":-(", ":((", "):", ")-:", "(:", "(-:", ";)", ";-)", "(;", ":D", ":P", ":p", "xD", ":*", ":-*", ":]", ":-]", "[:", "[-:", ":}", ":-}", ":/", ":-/", "=/", ":|", ":-|", "=|", ":>", ":->", ":')", ":'(", "=)", "=(", "(=", "=]", "=[", "[=", "]=", "<3", "^_^", "^__^", "-_-", "-__-", "@_@", ">.<", "<.<", ">.>", "._.", ";_;", "8)"]
+# Chunks spaCy's tokenizer treats as special cases: kept whole (emoticons in every language;
+# in English also abbreviations that end in a dot) or, in English, split in two at a fixed
+# place (contractions without an apostrophe). Contractions with one (do|n't, we|'ll) follow
+# the rule in _contraction.
+def _ws(s: str) -> list[str]:
+    return s.split()
+
+
+EMOTICONS = _ws(
+    "'' ’’ :) :-) :)) :( :-( :(( ): )-: (: (-: ;) ;-) (; :D :P :p xD :* :-* :] :-] [: [-: :} :-} "
+    ":/ :-/ =/ :| :-| =| :> :-> :') :'( =) =( (= =] =[ [= ]= <3 ^_^ ^__^ -_- -__- @_@ >.< <.< >.> "
+    "._. ;_; 8)"
 )
-SPLIT_SPECIALS = {  # chunk -> length of its first token
+ABBREVIATIONS = [f"{c}." for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"] + _ws(
+    "e.g. i.e. E.g. I.e. a.m. p.m. Mr. Mrs. Ms. Dr. St. vs. v. Inc. Ltd. Co. Corp. Jr. Mt. Prof. Gen. "
+    "Gov. Rep. Sen. Rev. Bros. Messrs. Adm. Jan. Feb. Mar. Apr. Jun. Jul. Aug. Sep. Sept. Oct. Nov. "
+    "Dec. Ala. Ariz. Ark. Calif. Colo. Conn. Del. Fla. Ga. Ill. Ind. Kan. Ky. La. Md. Mass. Mich. "
+    "Minn. Miss. Mo. Neb. Nev. Okla. Ore. Pa. Tenn. Va. Wash. Wis. and/or 's 'S ’s ’S 'd 'm 'll 're "
+    "'ve n't"
+)
+SPLIT_SPECIALS = {  # English only: chunk -> length of its first token
     "cannot": 3, "gonna": 3, "gotta": 3, "cant": 2, "wont": 2, "aint": 2, "dont": 2, "didnt": 3,
     "doesnt": 4, "isnt": 2, "wasnt": 3, "arent": 3, "werent": 4, "couldnt": 5, "wouldnt": 5,
     "shouldnt": 6, "havent": 4, "hasnt": 3, "hadnt": 3, "mustnt": 4, "im": 1, "id": 1, "ive": 1,
@@ -64,14 +80,28 @@ SPLIT_SPECIALS = {  # chunk -> length of its first token
 }
 
 # unit symbols split off a number ("10km" -> "10" "km"), longest match first
-UNITS = ["km", "m", "dm", "cm", "mm", "ha", "nm", "yd", "in", "ft", "kg", "g", "mg", "t", "lb", "oz", "m/s", "km/h", "kmh", "mph", "hPa", "Pa", "mbar", "mb", "MB", "kb", "KB", "gb", "GB", "tb", "TB", "T", "G", "M", "K", "%"]
+UNITS = _ws(
+    "km m dm cm mm ha nm yd in ft kg g mg t lb oz m/s km/h kmh mph hPa Pa mbar mb MB kb KB gb GB tb TB "
+    "T G M K %"
+)
 
 HASH_BASE = np.uint64(0x100000001B3 * 2 + 1)  # odd 64-bit multiplier of the polynomial hashes
 
 
+PER_CHAR_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Jpan", "Hira", "Kana", "Thai", "Laoo", "Khmr", "Mymr",
+                              "Tibt"})
+PER_CHAR_ISO3 = frozenset({"cmn", "zho", "jpn", "tha", "lao", "khm", "mya", "bod", "yue", "wuu", "lzh"})
+
+
 def split_mode(language: str | None) -> int:
-    """``PER_CHAR`` for languages written without spaces, else ``SPACED``."""
-    return PER_CHAR if language and language.split("_")[0] in PER_CHAR_LANGUAGES else SPACED
+    """``PER_CHAR`` for languages written without spaces (lid.176 codes, or GlotLID
+    ``xxx_Scrp`` codes by language or script), ``ENGLISH`` for English, else ``SPACED``."""
+    if not language:
+        return SPACED
+    code, _, script = language.partition("_")
+    if code in PER_CHAR_LANGUAGES or code in PER_CHAR_ISO3 or script in PER_CHAR_SCRIPTS:
+        return PER_CHAR
+    return ENGLISH if code in ("en", "eng") else SPACED
 
 
 def poly_hash(cps: np.ndarray | list[int]) -> int:
@@ -93,13 +123,15 @@ def unit_table() -> np.ndarray:
 
 
 def special_table() -> tuple[np.ndarray, np.ndarray]:
-    """The special cases: a sorted ``(2, n)`` uint64 array (chunk hash, length of the first
-    token, 0 = kept whole; title-case forms of the split specials included), and a filter of
-    the (length, first, last character) triples they have (characters folded to 7 bits)."""
-    words = {w: 0 for w in ABBREVIATIONS}
+    """The special cases: a sorted ``(2, n)`` uint64 array (chunk hash; length of the first
+    token, 0 = kept whole, plus 256 for English-only cases; title-case forms of the split
+    specials included), and a filter of the (length, first, last character) triples they
+    have (characters folded to 7 bits)."""
+    words = {w: ENGLISH_ONLY for w in ABBREVIATIONS}
+    words.update({w: 0 for w in EMOTICONS})
     for w, k in SPLIT_SPECIALS.items():
         for form in (w, w[0].upper() + w[1:]):
-            words[form] = k
+            words[form] = k | ENGLISH_ONLY
     rows = {poly_hash([ord(c) for c in w]): k for w, k in words.items()}
     keys = sorted(rows)
     spf = np.zeros((MAX_SPECIAL + 1) * 128 * 128, dtype=np.uint8)
@@ -109,6 +141,7 @@ def special_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 MAX_SPECIAL = 10  # the longest special case
+ENGLISH_ONLY = 256
 
 
 @nb.njit(cache=True, inline="always")
@@ -162,14 +195,18 @@ def _contraction(cp, a, b, cls):
 
 
 @nb.njit(cache=True)
-def _special(cp, a, b, cls, exc, spf):
+def _special(cp, a, b, cls, exc, spf, mode):
     """0: not special; 1: keep whole (abbreviation, emoticon); k + 1: split in two, the
     second token ``k`` long."""
     if b - a <= MAX_SPECIAL and spf[_filter_slot(b - a, cp[a], cp[b - 1])]:
         j = sorted_find(exc[0], _hash(cp, a, b))
         if j >= 0:
-            first = np.int64(exc[1, j])
-            return 1 if first == 0 else (b - a - first) + 1
+            v = np.int64(exc[1, j])
+            if v < ENGLISH_ONLY or mode == ENGLISH:
+                first = v & (ENGLISH_ONLY - 1)
+                return 1 if first == 0 else (b - a - first) + 1
+    if mode != ENGLISH:
+        return 0
     k = _contraction(cp, a, b, cls)
     return k + 1 if k else 0
 
@@ -356,8 +393,8 @@ def _emit(out_s, out_e, nt, a, b):
 
 
 @nb.njit(cache=True)
-def _middle(cp, a, b, cls, exc, spf, out_s, out_e, nt):
-    sp = _special(cp, a, b, cls, exc, spf)
+def _middle(cp, a, b, cls, exc, spf, mode, out_s, out_e, nt):
+    sp = _special(cp, a, b, cls, exc, spf, mode)
     if sp == 1 or _url_like(cp, a, b, cls):
         return _emit(out_s, out_e, nt, a, b)
     if sp > 1:
@@ -385,21 +422,21 @@ def _middle(cp, a, b, cls, exc, spf, out_s, out_e, nt):
 
 
 @nb.njit(cache=True)
-def _chunk(cp, a, b, cls, exc, spf, units, out_s, out_e, nt, suf_s, suf_e):
+def _chunk(cp, a, b, cls, exc, spf, mode, units, out_s, out_e, nt, suf_s, suf_e):
     """Tokens of one whitespace-free chunk ``[a, b)`` (affixes, specials, infixes), then
     adjacent tokens that spell a kept-whole special (``):``, ``''``) merged."""
     nt0 = nt
     ns = 0
     while a < b:
-        if _special(cp, a, b, cls, exc, spf):
+        if _special(cp, a, b, cls, exc, spf, mode):
             break
         pre = _prefix_len(cp, a, b, cls)
         suf = _suffix_len(cp, a + pre, b, cls, units) if a + pre < b else 0
-        if pre and a + pre < b and _special(cp, a + pre, b, cls, exc, spf):
+        if pre and a + pre < b and _special(cp, a + pre, b, cls, exc, spf, mode):
             nt = _emit(out_s, out_e, nt, a, a + pre)
             a += pre
             break
-        if suf and a < b - suf and _special(cp, a, b - suf, cls, exc, spf):
+        if suf and a < b - suf and _special(cp, a, b - suf, cls, exc, spf, mode):
             suf_s[ns] = b - suf
             suf_e[ns] = b
             ns += 1
@@ -423,14 +460,14 @@ def _chunk(cp, a, b, cls, exc, spf, units, out_s, out_e, nt, suf_s, suf_e):
         else:
             break
     if a < b:
-        nt = _middle(cp, a, b, cls, exc, spf, out_s, out_e, nt)
+        nt = _middle(cp, a, b, cls, exc, spf, mode, out_s, out_e, nt)
     for j in range(ns - 1, -1, -1):
         nt = _emit(out_s, out_e, nt, suf_s[j], suf_e[j])
-    return _merge_specials(cp, cls, exc, spf, out_s, out_e, nt0, nt)
+    return _merge_specials(cp, cls, exc, spf, mode, out_s, out_e, nt0, nt)
 
 
 @nb.njit(cache=True)
-def _merge_specials(cp, cls, exc, spf, out_s, out_e, lo, nt):
+def _merge_specials(cp, cls, exc, spf, mode, out_s, out_e, lo, nt):
     """Merge runs of 2-4 adjacent tokens of one chunk that spell a kept-whole special."""
     if nt - lo < 2:
         return nt
@@ -439,7 +476,8 @@ def _merge_specials(cp, cls, exc, spf, out_s, out_e, lo, nt):
     while i < nt:
         took = 1
         for j in range(min(nt, i + 4), i + 1, -1):
-            if out_e[j - 1] - out_s[i] <= MAX_SPECIAL and _special(cp, out_s[i], out_e[j - 1], cls, exc, spf) == 1:
+            end = out_e[j - 1]
+            if end - out_s[i] <= MAX_SPECIAL and _special(cp, out_s[i], end, cls, exc, spf, mode) == 1:
                 took = j - i
                 break
         out_s[w] = out_s[i]
@@ -472,15 +510,15 @@ def tokenize(cp, lo, hi, mode, cls, exc, spf, units, out_s, out_e, suf_s, suf_e)
                 m = k
                 while m < j and not cls[cp[m]] & NOSPACE:
                     m += 1
-                nt = _chunk(cp, k, m, cls, exc, spf, units, out_s, out_e, nt, suf_s, suf_e)
+                nt = _chunk(cp, k, m, cls, exc, spf, mode, units, out_s, out_e, nt, suf_s, suf_e)
                 k = m
         else:
-            nt = _chunk(cp, i, j, cls, exc, spf, units, out_s, out_e, nt, suf_s, suf_e)
+            nt = _chunk(cp, i, j, cls, exc, spf, mode, units, out_s, out_e, nt, suf_s, suf_e)
         i = j
     return nt
 
 
-def split_words(text: str, language: str | None = None) -> list[str]:
+def split_words(text: str, language: str | None = "en") -> list[str]:
     """The words of ``text`` as the signal kernels see them (for tests and inspection)."""
     from curate.text.heuristics.charclass import class_table
 
