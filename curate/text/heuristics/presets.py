@@ -27,11 +27,15 @@ class Rule:
     def describe(self, value: float) -> str:
         """``dup_line_frac 0.41 > 0.3``: the failed comparison."""
         op = "<" if self.direction == "min" else ">"
-        return f"{self.name} {_num(value)} {op} {_num(self.threshold)}"
+        v, t = _num(value), _num(self.threshold)
+        if v == t:  # too close to tell apart at 4 digits
+            v = repr(float(value))
+        return f"{self.name} {v} {op} {t}"
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else f"{x:.4g}"
 
 
 def _rules(*rows: tuple[str, str, Direction, float]) -> tuple[Rule, ...]:
