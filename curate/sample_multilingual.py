@@ -45,11 +45,13 @@ def _join(lang: str, sentences: list[str]) -> str:
 
 
 def _clean(lang: str, pool: list[str], rng: np.random.Generator) -> str:
-    paras = []
-    for _ in range(int(rng.integers(2, 4))):
-        k = int(rng.integers(3, 6))
-        idx = rng.choice(len(pool), size=k, replace=False)
-        paras.append(_join(lang, [pool[int(i)] for i in idx]))
+    """2-3 paragraphs of 3-5 sentences, no sentence twice."""
+    sizes = [int(rng.integers(3, 6)) for _ in range(int(rng.integers(2, 4)))]
+    idx = [int(i) for i in rng.choice(len(pool), size=sum(sizes), replace=False)]
+    paras, at = [], 0
+    for k in sizes:
+        paras.append(_join(lang, [pool[i] for i in idx[at : at + k]]))
+        at += k
     return "\n\n".join(paras)
 
 
