@@ -138,15 +138,14 @@ def _contains_ci(buf, a, b, phrases, p):
 
 
 @nb.njit(cache=True)
-def _sentences(cp, lo, hi, mode, cls, exc, spf, units, ts, te, ss, se):
-    """Sentence count of ``cp[lo:hi]`` the way spaCy's sentencizer counts: a token that is
-    a sentence terminal starts a new sentence at the next token that is not punctuation."""
-    nt = tokenize(cp, lo, hi, mode, cls, exc, spf, units, ts, te, ss, se)
-    if nt == 0:
+def _count_sentences(cp, ts, te, k0, k1, cls):
+    """Sentences among tokens ``k0..k1-1`` the way spaCy's sentencizer counts: a token that
+    is a sentence terminal starts a new sentence at the next token that is not punctuation."""
+    if k1 <= k0:
         return 0
     count = 1
     seen = False
-    for k in range(nt):
+    for k in range(k0, k1):
         single_term = te[k] - ts[k] == 1 and cls[cp[ts[k]]] & STERM
         all_punct = True
         for i in range(ts[k], te[k]):
@@ -194,8 +193,11 @@ def _citation_len(cp, i, b, edit, needed):
 
 
 @nb.njit(cache=True)
-def _c4_lines(cp, n, mode, cls, exc, spf, units, phrases, buf, ts, te, ss, se, out):
-    """C4 signals over ``str.splitlines()`` lines, in C4's order of checks."""
+def _c4_lines(cp, n, mode, cls, exc, spf, units, phrases, buf, ts, te, ss, se, dts, dte, dnt, out):
+    """C4 signals over ``str.splitlines()`` lines, in C4's order of checks. Sentences are
+    counted on the document's words (``dts``/``dte``) of the line, or on the line's own words
+    when removing a citation changed it."""
+    kp = 0
     n_lines = 0
     terminal = 0
     sentences = 0
@@ -278,7 +280,16 @@ def _c4_lines(cp, n, mode, cls, exc, spf, units, phrases, buf, ts, te, ss, se, o
         if is_policy:
             policy += 1
             continue
-        sentences += _sentences(buf, 0, m, mode, cls, exc, spf, units, ts, te, ss, se)
+        if m == e - s:  # unchanged: the document's words of this line
+            while kp < dnt and dts[kp] < s:
+                kp += 1
+            k1 = kp
+            while k1 < dnt and dte[k1] <= e:
+                k1 += 1
+            sentences += _count_sentences(cp, dts, dte, kp, k1, cls)
+        else:
+            lt = tokenize(buf, 0, m, mode, cls, exc, spf, units, ts, te, ss, se)
+            sentences += _count_sentences(buf, ts, te, 0, lt, cls)
     out[C4_TERMINAL_LINES] = terminal / n_lines if n_lines else 0.0
     out[C4_SENTENCES] = sentences
     out[C4_JAVASCRIPT] = js
@@ -561,5 +572,5 @@ def batch_signals(data, offsets, modes, langs, cls, exc, spf, units, phrases, sw
         newlines = _line_stats(cp, n, cls, keys, cnt, row)
         row[FW_LIST_RATIO] = newlines / nt if nt else 0.0
         _ngram_stats(cp, n, nt, ts, te, pw, pfx, pfq, cum, keys, cnt, first, row)
-        _c4_lines(cp, n, mode, cls, exc, spf, units, phrases, buf, ls, le, ss, se, row)
+        _c4_lines(cp, n, mode, cls, exc, spf, units, phrases, buf, ls, le, ss, se, ts, te, nt, row)
     return out

@@ -422,9 +422,38 @@ def _middle(cp, a, b, cls, exc, spf, mode, out_s, out_e, nt):
 
 
 @nb.njit(cache=True)
+def _plain_word(cp, a, b, cls, exc, spf, mode):
+    """The common case, decided without the affix loop: letters only (1: one token), or
+    letters then one of ``, ; : ! ? .`` that comes off (2); 0: take the general path."""
+    last = cp[b - 1]
+    body = b
+    if b - a >= 2 and (last == 44 or last == 59 or last == 58 or last == 33 or last == 63 or last == 46):
+        body = b - 1
+    for i in range(a, body):
+        if not cls[cp[i]] & ALPHA:
+            return 0
+    if _special(cp, a, b, cls, exc, spf, mode) or (body < b and _special(cp, a, body, cls, exc, spf, mode)):
+        return 0
+    if body == b:
+        return 1
+    if last != 46:
+        return 2
+    p = cls[cp[b - 2]]  # a final '.' comes off after a lowercase letter or two capitals
+    if p & LOWER or (b - 3 >= a and p & UPPER and cls[cp[b - 3]] & UPPER):
+        return 2
+    return 1
+
+
+@nb.njit(cache=True)
 def _chunk(cp, a, b, cls, exc, spf, mode, units, out_s, out_e, nt, suf_s, suf_e):
     """Tokens of one whitespace-free chunk ``[a, b)`` (affixes, specials, infixes), then
     adjacent tokens that spell a kept-whole special (``):``, ``''``) merged."""
+    fast = _plain_word(cp, a, b, cls, exc, spf, mode)
+    if fast == 1:
+        return _emit(out_s, out_e, nt, a, b)
+    if fast == 2:
+        nt = _emit(out_s, out_e, nt, a, b - 1)
+        return _emit(out_s, out_e, nt, b - 1, b)
     nt0 = nt
     ns = 0
     while a < b:
