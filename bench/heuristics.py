@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dedup-dev" / "s
 
 def _pin_one_cpu() -> None:
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
 def datatrove_worker(inp: str, out: str) -> None:
@@ -86,7 +85,7 @@ def load_docs(limit: int):
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-heur-"))
     write_sample_corpus(tmp, target_mb=max(1.0, limit * 2500 / 1e6), seed=0)
-    t = pq.ParquetDataset(str(tmp)).read(columns=["text"])
+    t = pq.ParquetDataset(sorted(str(f) for f in tmp.glob("*/part-*.parquet"))).read(columns=["text"])
     t = t.filter(pc.greater(pc.utf8_length(pc.fill_null(t.column("text"), "")), 0)).slice(0, limit)
     return t.append_column("id", pa.array([f"g{i}" for i in range(t.num_rows)])), "generated sample corpus"
 

@@ -34,9 +34,10 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dedup-dev" / "s
 def _texts(n: int) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         write_multilingual_corpus(tmp, target_mb=2.0, seed=0)
-        base = [t for t in pq.ParquetDataset(tmp).read(columns=["text"]).column("text").to_pylist() if t]
+        files = sorted(str(f) for f in Path(tmp).glob("*/part-*.parquet"))
+        base = [t for t in pq.ParquetDataset(files).read(columns=["text"]).column("text").to_pylist() if t]
     if DEV.is_dir():
-        f = sorted(DEV.glob("part-*.parquet"))[0]
+        f = min(DEV.glob("part-*.parquet"))
         base += [t for t in pq.read_table(f, columns=["text"]).column("text").to_pylist()[:2000] if t]
     reps = -(-n // len(base))
     return (base * reps)[:n]

@@ -140,12 +140,17 @@ def _contains_ci(buf, a, b, phrases, p):
 @nb.njit(cache=True)
 def _count_sentences(cp, ts, te, k0, k1, cls):
     """Sentences among tokens ``k0..k1-1`` the way spaCy's sentencizer counts: a token that
-    is a sentence terminal starts a new sentence at the next token that is not punctuation."""
+    is a sentence terminal starts a new sentence at the next token that is not punctuation.
+    Whitespace other than one space between two tokens is such a token too (spaCy keeps it
+    as a whitespace token)."""
     if k1 <= k0:
         return 0
     count = 1
     seen = False
     for k in range(k0, k1):
+        if seen and k > k0 and (ts[k] - te[k - 1] != 1 or cp[te[k - 1]] != 32):
+            count += 1
+            seen = False
         single_term = te[k] - ts[k] == 1 and cls[cp[ts[k]]] & STERM
         all_punct = True
         for i in range(ts[k], te[k]):
