@@ -86,6 +86,10 @@ def test_fineweb_and_c4_line_signals_by_hand():
             c4["qs_c4_policy_lines"]) == (1, 1, 1, 1)
     assert c4["qs_c4_terminal_punct_line_frac"] == 1.0  # the [1] citation is removed first
     assert c4["qs_c4_sentence_count"] == 3 + 1  # "One. Two three four. Five six seven!" + the last line
+    # spaCy keeps the second space as a token of its own: it starts a sentence after the '.'
+    (two,) = _signals(['It is outdated by RFC 2822).  """', 'It is outdated by RFC 2822). """'])[:1]
+    assert two["qs_c4_sentence_count"] == 2
+    assert _signals(['It is outdated by RFC 2822). """'])[0]["qs_c4_sentence_count"] == 1
     assert paras["qs_gopher_dup_para_frac"] == pytest.approx(1 / 3)
     assert paras["qs_gopher_dup_para_char_frac"] == pytest.approx(17 / 44)
     assert paras["qs_gopher_dup_line_frac"] == pytest.approx(1 / 3)

@@ -148,7 +148,8 @@ def _count_sentences(cp, ts, te, k0, k1, cls):
     count = 1
     seen = False
     for k in range(k0, k1):
-        if seen and k > k0 and (ts[k] - te[k - 1] != 1 or cp[te[k - 1]] != 32):
+        gap = ts[k] - te[k - 1] if k > k0 else 0
+        if seen and (gap > 1 or (gap == 1 and cp[te[k - 1]] != 32)):
             count += 1
             seen = False
         single_term = te[k] - ts[k] == 1 and cls[cp[ts[k]]] & STERM
