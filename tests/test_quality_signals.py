@@ -161,3 +161,11 @@ def test_signals_and_filter_both_executors(tmp_path, executor, request):
     # DOC_A: 16 of 21 words alphabetic; DOC_C4: 30 of 44; DOC_PARAS: 7 words ("" never gets here)
     assert by_reason == {"gopher_quality:min_doc_words": 1, "gopher_quality:min_alpha_words_ratio": 2}
     assert res.stats["nodes"]["web"]["rejects_by_reason"] == {"empty_text": 1}
+
+
+def test_readme_documents_every_signal():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for s in SIGNALS.values():
+        assert f"| `{s.name}` | {s.family} | {s.definition} |" in readme, s.name
