@@ -427,10 +427,11 @@ def _line_stats(cp, n, cls, keys, cnt, out):
 
 
 @nb.njit(cache=True)
-def _ngram_stats(cp, n, nt, ts, te, pw, pfx, pfq, cum, keys, cnt, first, out):
-    """Top 2/3/4-gram and duplicate 5..10-gram character fractions over the words."""
+def _ngram_stats(n, nt, ts, te, th, pw, pfx, pfq, cum, keys, cnt, first, out):
+    """Top 2/3/4-gram and duplicate 5..10-gram character fractions over the words
+    (``th``: the words' hashes)."""
     for k in range(nt):
-        h = _hash(cp, ts[k], te[k])
+        h = th[k]
         ln = te[k] - ts[k]
         pfx[k + 1] = pfx[k] * pw[ln] + h  # hash of the words concatenated
         pfq[k + 1] = pfq[k] * pw[ln + 1] + h * HASH_BASE + np.uint64(33)  # joined by spaces
@@ -457,7 +458,11 @@ def _ngram_stats(cp, n, nt, ts, te, pw, pfx, pfq, cum, keys, cnt, first, out):
                 best_first = first[j]
         chars = cum[best_first + g] - cum[best_first] + g - 1
         out[TOP2 + g - 2] = chars * best / n
+    rep = 1
     for g in range(5, 11):
+        if rep == 0:  # all (g-1)-grams distinct: so are all g-grams (each holds a (g-1)-gram)
+            out[DUP5 + g - 5] = 0.0
+            continue
         cnt[:cap] = 0
         rep = 0
         i = 0
@@ -473,19 +478,23 @@ def _ngram_stats(cp, n, nt, ts, te, pw, pfx, pfq, cum, keys, cnt, first, out):
 
 
 @nb.njit(cache=True)
-def _word_stats(cp, n, nt, ts, te, mode, lang, cls, sw_off, sw_hash, sw_cp_off, sw_cp, seen, out):
+def _word_stats(cp, n, nt, ts, te, th, mode, lang, cls, sw_off, sw_hash, sw_cp_off, sw_cp, seen, out):
+    """Gopher quality word signals; fills ``th`` with the words' hashes."""
     non_symbol = 0
     chars = 0
     alpha = 0
     for k in range(nt):
         sym = True
         has_alpha = False
+        h = np.uint64(0)
         for i in range(ts[k], te[k]):
+            h = h * HASH_BASE + np.uint64(cp[i] + 1)
             f = cls[cp[i]]
             if not f & SYMBOL:
                 sym = False
             if f & ALPHA:
                 has_alpha = True
+        th[k] = h
         if not sym:
             non_symbol += 1
             chars += te[k] - ts[k]
@@ -530,7 +539,7 @@ def _word_stats(cp, n, nt, ts, te, mode, lang, cls, sw_off, sw_hash, sw_cp_off, 
     else:
         seen[: hi - lo] = 0
         for k in range(nt):
-            j = sorted_find(sw_hash[lo:hi], _hash(cp, ts[k], te[k]))
+            j = sorted_find(sw_hash[lo:hi], th[k])
             if j >= 0 and seen[j] == 0:
                 seen[j] = 1
                 found += 1
@@ -550,6 +559,7 @@ def batch_signals(data, offsets, modes, langs, cls, exc, spf, units, phrases, sw
     buf = np.empty(longest + 1, dtype=np.int32)
     ts = np.empty(longest + 1, dtype=np.int32)
     te = np.empty(longest + 1, dtype=np.int32)
+    th = np.empty(longest + 1, dtype=np.uint64)
     ls = np.empty(longest + 1, dtype=np.int32)
     le = np.empty(longest + 1, dtype=np.int32)
     ss = np.empty(longest + 1, dtype=np.int32)
@@ -574,9 +584,9 @@ def batch_signals(data, offsets, modes, langs, cls, exc, spf, units, phrases, sw
         row = out[d]
         mode = modes[d]
         nt = tokenize(cp, 0, n, mode, cls, exc, spf, units, ts, te, ss, se)
-        _word_stats(cp, n, nt, ts, te, mode, langs[d], cls, sw_off, sw_hash, sw_cp_off, sw_cp, seen, row)
+        _word_stats(cp, n, nt, ts, te, th, mode, langs[d], cls, sw_off, sw_hash, sw_cp_off, sw_cp, seen, row)
         newlines = _line_stats(cp, n, cls, keys, cnt, row)
         row[FW_LIST_RATIO] = newlines / nt if nt else 0.0
-        _ngram_stats(cp, n, nt, ts, te, pw, pfx, pfq, cum, keys, cnt, first, row)
+        _ngram_stats(n, nt, ts, te, th, pw, pfx, pfq, cum, keys, cnt, first, row)
         _c4_lines(cp, n, mode, cls, exc, spf, units, phrases, buf, ls, le, ss, se, ts, te, nt, row)
     return out

@@ -194,7 +194,7 @@ def _contraction(cp, a, b, cls):
     return k
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _special(cp, a, b, cls, exc, spf, mode):
     """0: not special; 1: keep whole (abbreviation, emoticon); k + 1: split in two, the
     second token ``k`` long."""
@@ -421,25 +421,32 @@ def _middle(cp, a, b, cls, exc, spf, mode, out_s, out_e, nt):
     return nt
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _plain_word(cp, a, b, cls, exc, spf, mode):
-    """The common case, decided without the affix loop: letters only (1: one token), or
-    letters then one of ``, ; : ! ? .`` that comes off (2); 0: take the general path."""
+    """The common cases, decided without the affix loop: one character, or letters only, or
+    digits only (1: one token), possibly followed by one of ``, ; : ! ? .`` that comes off
+    (2); 0: take the general path."""
+    if b - a == 1:
+        return 1
     last = cp[b - 1]
     body = b
-    if b - a >= 2 and (last == 44 or last == 59 or last == 58 or last == 33 or last == 63 or last == 46):
+    if last == 44 or last == 59 or last == 58 or last == 33 or last == 63 or last == 46:
         body = b - 1
-    for i in range(a, body):
-        if not cls[cp[i]] & ALPHA:
+    kind = cls[cp[a]] & (ALPHA | DIGIT)
+    if kind == 0 or kind == ALPHA | DIGIT:
+        return 0
+    for i in range(a + 1, body):
+        if not cls[cp[i]] & kind:
             return 0
-    if _special(cp, a, b, cls, exc, spf, mode) or (body < b and _special(cp, a, body, cls, exc, spf, mode)):
+    if kind == ALPHA and (_special(cp, a, b, cls, exc, spf, mode)
+                          or (body < b and _special(cp, a, body, cls, exc, spf, mode))):
         return 0
     if body == b:
         return 1
     if last != 46:
         return 2
-    p = cls[cp[b - 2]]  # a final '.' comes off after a lowercase letter or two capitals
-    if p & LOWER or (b - 3 >= a and p & UPPER and cls[cp[b - 3]] & UPPER):
+    p = cls[cp[b - 2]]  # a final '.' comes off after a digit, a lowercase letter or two capitals
+    if p & (LOWER | DIGIT) or (b - 3 >= a and p & UPPER and cls[cp[b - 3]] & UPPER):
         return 2
     return 1
 
@@ -542,7 +549,14 @@ def tokenize(cp, lo, hi, mode, cls, exc, spf, units, out_s, out_e, suf_s, suf_e)
                 nt = _chunk(cp, k, m, cls, exc, spf, mode, units, out_s, out_e, nt, suf_s, suf_e)
                 k = m
         else:
-            nt = _chunk(cp, i, j, cls, exc, spf, mode, units, out_s, out_e, nt, suf_s, suf_e)
+            fast = _plain_word(cp, i, j, cls, exc, spf, mode)
+            if fast == 1:
+                nt = _emit(out_s, out_e, nt, i, j)
+            elif fast == 2:
+                nt = _emit(out_s, out_e, nt, i, j - 1)
+                nt = _emit(out_s, out_e, nt, j - 1, j)
+            else:
+                nt = _chunk(cp, i, j, cls, exc, spf, mode, units, out_s, out_e, nt, suf_s, suf_e)
         i = j
     return nt
 
