@@ -1,1 +1,0 @@
-"""Heuristic text signals."""
