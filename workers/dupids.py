@@ -35,6 +35,22 @@ class Job(Protocol):
     id_renames: dict[str, dict[str, dict[int, int]]]
 
 
+def _id_files(job: Job, input_name: str) -> list[str]:
+    """The input's readable files when it carries its own id column, else [] (ids assigned)."""
+    inp = job.spec.inputs[input_name]
+    files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
+    try:
+        return files if files and inp.id_column in pq.read_schema(files[0]).names else []
+    except Exception:
+        return []
+
+
+def _fit_context(job: Job, node_id: str) -> FitContext:
+    scratch = job.job_dir / "_scratch" / "dupids"
+    return FitContext(runner=job.executor.task_runner(), state_dir=scratch, scratch_dir=scratch, seed=0,
+                      node_id=node_id, num_partitions=job.spec.settings.shuffle_partitions)
+
+
 class _IdMap:
     def __init__(self, column: str):
         self.column = column
@@ -63,23 +79,11 @@ def _reduce(t: pa.Table) -> pa.Table | None:
 
 def find_duplicate_ids(job: Job, input_name: str) -> tuple[int, list[str]] | None:
     """(number of duplicate occurrences, a few examples), or None if ids are assigned."""
-    inp = job.spec.inputs[input_name]
-    files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
+    files = _id_files(job, input_name)
     if not files:
         return None
-    try:
-        if inp.id_column not in pq.read_schema(files[0]).names:
-            return None
-    except Exception:
-        return None
-    ctx = FitContext(
-        runner=job.executor.task_runner(),
-        state_dir=job.job_dir / "_scratch" / "dupids",
-        scratch_dir=job.job_dir / "_scratch" / "dupids",
-        seed=0,
-        node_id=input_name,
-        num_partitions=job.spec.settings.shuffle_partitions,
-    )
+    inp = job.spec.inputs[input_name]
+    ctx = _fit_context(job, input_name)
     outs = ctx.shuffle(files, _IdMap(inp.id_column), "h", _reduce, ctx.num_partitions, name=f"dupids-{input_name}")
     count, examples = 0, []
     for o in outs:
@@ -121,24 +125,10 @@ def find_shared_ids(job: Job, input_names: list[str]) -> tuple[int, list[str]] |
     that carry their own id column; None when fewer than two do."""
     sources: list[tuple[str, str, int]] = []
     for tag, name in enumerate(input_names):
-        inp = job.spec.inputs[name]
-        files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
-        try:
-            if not files or inp.id_column not in pq.read_schema(files[0]).names:
-                continue
-        except Exception:
-            continue
-        sources += [(f, inp.id_column, tag) for f in files]
+        sources += [(f, job.spec.inputs[name].id_column, tag) for f in _id_files(job, name)]
     if len({s[2] for s in sources}) < 2:
         return None
-    ctx = FitContext(
-        runner=job.executor.task_runner(),
-        state_dir=job.job_dir / "_scratch" / "dupids",
-        scratch_dir=job.job_dir / "_scratch" / "dupids",
-        seed=0,
-        node_id="inputs",
-        num_partitions=job.spec.settings.shuffle_partitions,
-    )
+    ctx = _fit_context(job, "inputs")
     outs = ctx.shuffle(sources, _TaggedIdMap(), "h", _reduce_shared, ctx.num_partitions, name="dupids-shared")
     count, examples = 0, []
     for o in outs:
@@ -229,26 +219,12 @@ def repeat_renames(job: Job, input_names: list[str]) -> dict[str, dict[str, dict
     input has an entry, so all of them read their ids as strings."""
     sources: list[tuple[int, str, str]] = []
     for tag, name in enumerate(input_names):
-        inp = job.spec.inputs[name]
-        files = [f for f in resolve_input_files(inp.path) if f not in {s["path"] for s in job.skipped}]
-        try:
-            if not files or inp.id_column not in pq.read_schema(files[0]).names:
-                continue
-        except Exception:
-            continue
-        sources += [(tag, f, inp.id_column) for f in files]
+        sources += [(tag, f, job.spec.inputs[name].id_column) for f in _id_files(job, name)]
     if not sources:
         return {}
     # every input of the id space reads its ids as strings, renamed or not (joins stay typed alike)
     renames: dict[str, dict[str, dict[int, int]]] = {input_names[tag]: {} for tag, _, _ in sources}
-    ctx = FitContext(
-        runner=job.executor.task_runner(),
-        state_dir=job.job_dir / "_scratch" / "dupids",
-        scratch_dir=job.job_dir / "_scratch" / "dupids",
-        seed=0,
-        node_id="inputs",
-        num_partitions=job.spec.settings.shuffle_partitions,
-    )
+    ctx = _fit_context(job, "inputs")
     outs = ctx.shuffle(sources, _OccurrenceMap(), "h", _reduce_repeats, ctx.num_partitions, name="dupids-repeats")
     for o in outs:
         t = pq.read_table(o)
