@@ -33,10 +33,12 @@ system-deps:
 	  else echo "warning: missing$$missing (not root); the tests that need them will skip"; fi; \
 	fi
 
-# Writes the bundled sample corpus, trains a small KenLM model on its prose in-tool and
-# runs the quickstart pipeline on embedded Ray.
+# Writes the bundled sample corpus (and the multilingual one pipelines/fineweb2.yaml reads),
+# trains a small KenLM model on its prose in-tool and runs the quickstart pipeline on
+# embedded Ray.
 run: install
 	$(CURATE) sample-data $(SAMPLE_DIR)
+	$(CURATE) sample-data data/multilingual --multilingual
 	$(CURATE) lm train "$(SAMPLE_DIR)/prose/*.parquet" --order 3 --out runs/models/prose.arpa
 	$(CURATE) run pipelines/quickstart.yaml --executor ray
 
@@ -52,4 +54,4 @@ lmplz:
 	bash scripts/build_lmplz.sh
 
 clean:
-	rm -rf runs data/sample .pytest_cache
+	rm -rf runs data/sample data/multilingual .pytest_cache

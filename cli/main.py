@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli import (
+    calibrate_commands,
     fasttext_commands,
     lm_commands,
     pipeline_commands,
@@ -29,6 +30,7 @@ for _module in (
     fasttext_commands,
     lm_commands,
     report_commands,
+    calibrate_commands,
     service_commands,
 ):
     _module.register(app)

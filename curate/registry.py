@@ -21,11 +21,13 @@ _BUILTIN = [
     "curate.stages.dsir_resample:DsirResample",
     "curate.stages.exact_dedup:ExactDedup",
     "curate.stages.fasttext_score:FastTextScore",
+    "curate.stages.heuristic_filter:HeuristicFilter",
     "curate.stages.language_id:LanguageId",
     "curate.stages.minhash_dedup:MinHashDedup",
     "curate.stages.mix:Mix",
     "curate.stages.perplexity:PerplexityFilter",
     "curate.stages.perplexity:PerplexityScore",
+    "curate.stages.quality_signals:QualitySignals",
     "curate.stages.select_top:SelectTop",
 ]
 

@@ -81,6 +81,10 @@ class MinHashDedupParams(StageParams):
     num_partitions: int | None = Field(None, ge=1, description="Shuffle partitions (default: one per 250k "
                                        "documents, between 1x and 4x the executor's parallelism)")
 
+    partition_by: str | None = Field(
+        None, description="Column whose value partitions the corpus: documents are compared only within "
+        "one partition (e.g. language, as FineWeb2 deduplicates per language)")
+
     @field_validator("keep")
     @classmethod
     def _check_keep(cls, v: str) -> str:

@@ -22,6 +22,7 @@ from curate.fit import FitContext
 from curate.parquet_io import ParquetParts, iter_file_batches, rows_for_bytes
 from curate.stages.minhash_dedup import layout
 from curate.stages.minhash_dedup.layout import KEEP_VALUE, N_SHINGLES, SHINGLES, band_column
+from curate.stages.minhash_dedup.partition import fold_partition
 from curate.text.lsh import band_keys
 from curate.text.minhash import MinHasher
 
@@ -63,6 +64,7 @@ class SignatureTask:
         out = Path(self.out_dir) / f"sig-{name}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         cols = [schema.ID, self.text_column] + ([c["keep_column"]] if c["keep_column"] else [])
+        cols += [c["partition_by"]] if c.get("partition_by") and c["partition_by"] not in cols else []
         rows = rows_for_bytes(path, layout.MAX_CHUNK_BYTES, self.text_column, max_rows=self.batch_size)
         n_docs = n_empty = 0
         with ParquetParts(dictionary=False) as files:  # ids, band keys and hashes are nearly all distinct
@@ -85,6 +87,8 @@ class SignatureTask:
             sig = sig & np.uint64(0xFFFFFFFF)
         has = np.flatnonzero(bs.has_shingles)
         keys = band_keys(sig[has], c["bands"], c["rows"], seed=c["seed"])
+        if c.get("partition_by"):
+            keys = fold_partition(keys, t.column(c["partition_by"]).take(pa.array(has, pa.int64())))
         ids_k = [str(ids[i]) for i in has]
         data: dict[str, Any] = {"uid": pa.array(layout.node_ids(ids_k), pa.int64()), "id": pa.array(ids_k, pa.string())}
         for j in range(c["bands"]):

@@ -52,7 +52,8 @@ class MinHashDedup(DedupHooks, BarrierStage):
 
     def required_columns(self) -> set[str]:
         _policy, column, _sources = parse_keep(self.params.keep)
-        return {column} if column else set()
+        part = self.params.partition_by
+        return ({column} if column else set()) | ({part} if part else set())
 
     def provided_columns(self) -> set[str]:
         return {schema.DUP_CLUSTER, schema.DUP_CLUSTER_SIZE, schema.DUP_KEPT}
@@ -123,6 +124,8 @@ class MinHashDedup(DedupHooks, BarrierStage):
                 raise StageError(f"minhash_dedup: input has no {schema.ID!r} column")
             if text_column not in names:
                 raise StageError(f"minhash_dedup: input has no text column {text_column!r}")
+            if cfg.get("partition_by") and cfg["partition_by"] not in names:
+                raise StageError(f"minhash_dedup: partition_by column {cfg['partition_by']!r} is missing")
             col = cfg["keep_column"]
             if col and col not in names:
                 raise StageError(f"minhash_dedup: parameter keep={self.params.keep!r} needs column {col!r}, which "

@@ -1,0 +1,1 @@
+"""Heuristic text signals."""
