@@ -111,6 +111,8 @@ class Validated(BaseModel):
     spec: dict[str, Any] = Field(description="The normalized spec (absolute paths)")
     input_files: dict[str, int] | None = Field(
         None, description="Files each input matched in the preflight (absent with ?preflight=false)")
+    warnings: list[str] = Field(
+        default_factory=list, description="Parameters that are valid but likely a mistake, by node")
 
 
 class RejectSample(BaseModel):

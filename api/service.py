@@ -147,11 +147,11 @@ class Service:
 
     def check_spec_report(
         self, spec: dict, *, check_inputs: bool = True, preflight: bool = False
-    ) -> tuple[dict, dict[str, int] | None]:
+    ) -> tuple[dict, dict[str, int] | None, list[str]]:
         """:meth:`check_spec`, also returning the files each input matched (None without
-        ``preflight``)."""
+        ``preflight``) and the nodes' parameter warnings."""
         from curate.preflight import preflight as run_preflight
-        from curate.spec import SpecError, validate_spec
+        from curate.spec import SpecError, spec_warnings, validate_spec
 
         spec = copy.deepcopy(spec)
         spec.pop("job_dir", None)
@@ -168,12 +168,12 @@ class Service:
                 [{"node": None, "field": None, "message": f"{type(e).__name__}: {e}"}],
             ) from None
         if not preflight:
-            return spec, None
+            return spec, None, spec_warnings(ps)
         rep = run_preflight(ps)
         if rep.problems:
             raise BadSpec(422, "preflight failed: paths the spec names are missing or not writable "
                           "(send ?preflight=false to skip)", _problems(rep)) from None
-        return spec, rep.input_files
+        return spec, rep.input_files, spec_warnings(ps)
 
     def submit(
         self,

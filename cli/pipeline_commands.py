@@ -131,13 +131,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate a spec and print every problem, by node; then check its paths (preflight)."""
         from curate.plan import make_plan
-        from curate.spec import SpecError, validate_spec
+        from curate.spec import SpecError, spec_warnings, validate_spec
 
         try:
             ps = validate_spec(spec)
         except SpecError as e:
             console.print(f"[red]{escape(str(e))}[/red]")
             raise typer.Exit(2)
+        for w in spec_warnings(ps):
+            console.print(f"[yellow]warning:[/yellow] {escape(w)}")
         counts = None if no_preflight else _preflight_or_exit(ps, ps.job_dir or Path("runs") / ps.name)
         plan = make_plan(ps)
         out.print(f"[green]valid[/green]: {len(ps.nodes)} nodes, {len(plan.steps)} steps")

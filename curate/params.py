@@ -45,6 +45,12 @@ class StageParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def spec_warnings(self) -> list[str]:
+        """Values that are valid but likely a mistake (a key the stage will never match,
+        say): validation reports them by node as warnings (``curate validate``,
+        ``POST /v1/validate``, the job's ``stats.json``) without refusing the spec."""
+        return []
+
 
 @dataclass(frozen=True)
 class PathParam:

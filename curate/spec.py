@@ -389,6 +389,18 @@ def validate_spec(spec: dict | str | Path | PipelineSpec, *, check_inputs: bool 
     return ps
 
 
+def spec_warnings(ps: PipelineSpec) -> list[str]:
+    """Each node's parameter warnings (valid, but likely a mistake), as ``node 'id': ...``."""
+    out = []
+    for n in ps.nodes:
+        try:
+            params = get_stage_class(n.stage).Params.model_validate(n.params)
+        except (KeyError, ValueError):
+            continue  # validate_spec reports it
+        out += [f"node '{n.id}': {w}" for w in params.spec_warnings()]
+    return out
+
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import pyarrow as pa
@@ -67,11 +67,16 @@ class MapResult:
     Every input row is in exactly one of them. A stage that adds rows (copies of kept
     documents, as mixing does) counts them in ``copies_added``: then
     ``len(kept) - copies_added + len(rejected)`` equals the batch length.
+
+    ``counts`` are named tallies a stage keeps of this batch (e.g. documents per language
+    that fell back to a default): the executors sum them over every batch and shard into
+    the node's ``counts`` in ``stats.json``, so they hold for the whole corpus.
     """
 
     kept: pa.Table
     rejected: pa.Table | None = None
     copies_added: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_rejected(self) -> int:

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from curate.lineage import explain
+from curate.spec import spec_warnings, validate_spec
 from curate.stages.heuristic_filter import HeuristicFilter
-from curate.stages.heuristic_filter_params import PRESET_FILE_FORMAT, UnknownLanguageWarning
+from curate.stages.heuristic_filter_params import PRESET_FILE_FORMAT
 from curate.text.heuristics.languages import LID176_CODES
 from curate.text.heuristics.presets import PRESETS
 from workers import run_pipeline
@@ -98,13 +99,44 @@ def test_unknown_names_are_validation_errors(params, named):
 
 
 def test_unknown_language_key_warns():
-    with pytest.warns(UnknownLanguageWarning, match="'german'"):
-        HeuristicFilter(per_language={"german": {"min_doc_words": 10}})
-    import warnings
+    """A per_language key the model never emits is a warning by node, not an error."""
+    spec = {"inputs": {"docs": {"path": "x/*.parquet"}},
+            "nodes": [{"id": "qs", "stage": "quality_signals", "inputs": ["docs"]},
+                      {"id": "hf", "stage": "heuristic_filter", "inputs": ["qs"],
+                       "params": {"per_language": {"german": {"min_doc_words": 10}, "de": {}}}}]}
+    ps = validate_spec(spec, check_inputs=False)
+    assert spec_warnings(ps) == [
+        "node 'hf': per_language key 'german' is not a language code the language-ID model emits "
+        "(lid.176 codes, or GlotLID's xxx_Scrp): its thresholds never apply"]
+    assert HeuristicFilter(per_language={"de": {}, "deu_Latn": {}, "default": {}}).params.spec_warnings() == []
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        HeuristicFilter(per_language={"de": {}, "deu_Latn": {}, "default": {}})
+
+def test_unknown_language_key_is_a_warning_on_every_surface(tmp_path):
+    """`curate validate` prints it, POST /v1/validate returns it, a run's stats.json keeps it."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from api.app import create_app
+    from cli.main import app as cli_app
+    from tests.test_api_util import local_config
+
+    (tmp_path / "data" / "in").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a"], "text": ["One short line of text."], "language": ["de"]}),
+                   tmp_path / "data" / "in" / "p.parquet")
+    spec = {"name": "warned", "inputs": {"docs": {"path": str(tmp_path / "data" / "in" / "*.parquet")}},
+            "nodes": [{"id": "qs", "stage": "quality_signals", "inputs": ["docs"]},
+                      {"id": "hf", "stage": "heuristic_filter", "inputs": ["qs"],
+                       "params": {"presets": ["c4"], "per_language": {"german": {}}}}],
+            "outputs": {"o": {"node": "hf", "path": str(tmp_path / "data" / "out")}}}
+    expected = "node 'hf': per_language key 'german' is not a language code"
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    r = CliRunner().invoke(cli_app, ["validate", str(tmp_path / "spec.json")])
+    assert r.exit_code == 0 and "warning:" in r.output and expected in " ".join(r.output.split()), r.output
+    with TestClient(create_app(local_config(tmp_path))) as c:
+        body = c.post("/v1/validate", json=spec).json()
+    assert body["valid"] and len(body["warnings"]) == 1 and body["warnings"][0].startswith(expected)
+    res = run_pipeline(spec, executor="local", job_dir=tmp_path / "job")
+    assert any(w.startswith(expected) for w in res.stats["warnings"])
 
 
 def test_lid176_code_list_matches_the_bundled_model():
@@ -149,7 +181,11 @@ def test_report_and_explain_show_rules_and_language_fallback(tmp_path):
         ],
         "outputs": {"o": {"node": "hf", "path": str(tmp_path / "out")}},
     }
-    run_pipeline(spec, executor="local", job_dir=tmp_path / "job")
+    res = run_pipeline(spec, executor="local", job_dir=tmp_path / "job")
+    stats = json.loads((tmp_path / "job" / "stats.json").read_text())
+    assert stats["nodes"]["hf"]["counts"] == {"default_rule_set.en": 2, "default_rule_set.sw": 1}
+    assert stats["nodes"]["qs"]["counts"] == {"stopword_fallback.sw": 1}
+    assert res.stats["nodes"]["hf"]["counts"] == stats["nodes"]["hf"]["counts"]
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     sec = summary["sections"]["hf"]["heuristic_filter"]
     assert sec["rejects_by_rule"] == {"gopher_quality:min_doc_words": 2}

@@ -142,7 +142,7 @@ def test_signals_and_filter_both_executors(tmp_path, executor, request):
     prose = " ".join(["The library opens at nine and the children borrow books with their parents."] * 6)
     texts = [DOC_A, DOC_C4, DOC_PARAS, prose, ""]
     pq.write_table(pa.table({"id": [f"d{i}" for i in range(5)], "text": texts,
-                             "language": ["en"] * 5}), tmp_path / "in" / "part-0.parquet")
+                             "language": ["en", "en", "sw", "en", "en"]}), tmp_path / "in" / "part-0.parquet")
     spec = {
         "name": "qs",
         "inputs": {"web": {"path": str(tmp_path / "in" / "*.parquet")}},
@@ -161,6 +161,9 @@ def test_signals_and_filter_both_executors(tmp_path, executor, request):
     # DOC_A: 16 of 21 words alphabetic; DOC_C4: 30 of 44; DOC_PARAS: 7 words ("" never gets here)
     assert by_reason == {"gopher_quality:min_doc_words": 1, "gopher_quality:min_alpha_words_ratio": 2}
     assert res.stats["nodes"]["web"]["rejects_by_reason"] == {"empty_text": 1}
+    # no Swahili stop-word list and no Swahili thresholds: counted per language, on both executors
+    assert res.stats["nodes"]["qs"]["counts"] == {"stopword_fallback.sw": 1}
+    assert res.stats["nodes"]["hf"]["counts"] == {"default_rule_set.en": 3, "default_rule_set.sw": 1}
 
 
 def test_readme_documents_every_signal():

@@ -26,7 +26,7 @@ from curate import schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import write_json_atomic
 from curate.plan import Plan, Step, make_plan
-from curate.spec import PipelineSpec, SpecError, build_stage, validate_spec
+from curate.spec import PipelineSpec, SpecError, build_stage, spec_warnings, validate_spec
 from curate.stage import StageError
 from workers.dupids import check_duplicate_ids
 from workers.executor import Executor, ProgressFn
@@ -95,7 +95,7 @@ class Job:
         self.plan: Plan = make_plan(self.spec)
         self.text_cols = _text_columns(self.spec)
         self.node_stats: dict[str, dict[str, Any]] = {}
-        self.warnings: list[str] = []
+        self.warnings: list[str] = spec_warnings(self.spec)
         self.skipped: list[dict] = []
         self.fingerprints: dict[str, str] = {}
         self.id_renames: dict[str, dict[str, dict[int, int]]] = {}  # repeated ids (workers.dupids)

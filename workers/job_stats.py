@@ -46,6 +46,7 @@ def write_stats(
     for ns in nodes.values():
         ns.setdefault("fit_stats", None)
         ns.setdefault("run_stats", {})
+        ns.setdefault("counts", {})
         ns.setdefault("warnings", [])
     stats = {
         "job": {

@@ -37,6 +37,10 @@ def merge_shard_results(node_stats: NodeStats, step: Step, results: list[dict], 
             rb = ns.setdefault("rejects_by_reason", {})
             for reason, n in c["rejects_by_reason"].items():
                 rb[reason] = rb.get(reason, 0) + n
+            if c.get("counts"):
+                counts = ns.setdefault("counts", {})
+                for name, n in c["counts"].items():
+                    counts[name] = counts.get(name, 0) + n
     for nid in (step.sources if step.source_kind == "input" else []) + step.nodes:
         ns = node_stats.setdefault(nid, {})
         for k in COUNT_KEYS:

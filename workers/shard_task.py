@@ -29,13 +29,14 @@ from workers.state_cache import loaded_state
 class NodeCounter:
     """Per-node ledger for one shard; merges exactly by addition."""
 
-    __slots__ = ("docs_in", "kept", "rejected", "bytes_in", "bytes_kept", "bytes_rejected", "reasons", "wall_s", "cpu_s", "copies_added")
+    __slots__ = ("docs_in", "kept", "rejected", "bytes_in", "bytes_kept", "bytes_rejected", "reasons", "wall_s", "cpu_s", "copies_added", "counts")
 
     def __init__(self) -> None:
         self.docs_in = self.kept = self.rejected = 0
         self.bytes_in = self.bytes_kept = self.bytes_rejected = 0
         self.copies_added = 0
         self.reasons: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
         self.wall_s = self.cpu_s = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,6 +49,7 @@ class NodeCounter:
             "bytes_rejected": self.bytes_rejected,
             "copies_added": self.copies_added,
             "rejects_by_reason": dict(sorted(self.reasons.items())),
+            "counts": dict(sorted(self.counts.items())),
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
         }
@@ -118,6 +120,8 @@ class ShardTask:
             c.bytes_in += utf8_bytes(batch.column(tc)) if tc in batch.column_names else 0
             kept = res.kept
             c.copies_added += res.copies_added
+            for name, n in res.counts.items():
+                c.counts[name] = c.counts.get(name, 0) + int(n)
             c.kept += kept.num_rows - res.copies_added
             c.bytes_kept += utf8_bytes(kept.column(tc)) if tc in kept.column_names else 0
             c.wall_s += dt

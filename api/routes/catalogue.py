@@ -34,6 +34,6 @@ async def validate(request: Request, svc: ServiceDep, preflight: PreflightQuery 
     import anyio
 
     spec = parse_spec_body(await request.body(), request.headers.get("content-type"))
-    checked, counts = await anyio.to_thread.run_sync(
+    checked, counts, warnings = await anyio.to_thread.run_sync(
         lambda: svc.check_spec_report(spec, preflight=preflight))
-    return Validated(valid=True, spec=checked, input_files=counts)
+    return Validated(valid=True, spec=checked, input_files=counts, warnings=warnings)

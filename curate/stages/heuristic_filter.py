@@ -23,6 +23,7 @@ from curate.stages.heuristic_filter_params import (
     load_preset_file,
     rule_sets,
 )
+from curate.text.heuristics.languages import fallback_counts
 from curate.text.heuristics.presets import PRESETS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -123,7 +124,10 @@ class HeuristicFilter(MapStage):
             detail[i] = f"{a.preset}:{a.rule.describe(values[a.rule.signal][i])}"
         out = batch.append_column(RULE_SET_COLUMN, pa.array(key_np.tolist(), pa.string())) \
             if RULE_SET_COLUMN not in batch.column_names else batch
-        return split_batch(out, keep, pa.array(reason.tolist(), pa.string()), pa.array(detail.tolist(), pa.string()))
+        res = split_batch(out, keep, pa.array(reason.tolist(), pa.string()), pa.array(detail.tolist(), pa.string()))
+        if col in batch.column_names:
+            res.counts = fallback_counts(batch.column(col), key_np == DEFAULT_KEY, "default_rule_set")
+        return res
 
     def _signal(self, batch: pa.Table, name: str) -> np.ndarray:
         if name not in batch.column_names:
@@ -185,3 +189,4 @@ class HeuristicFilter(MapStage):
             checks.append({"rule": a.reason, "signal": a.rule.signal, "value": v, "direction": a.rule.direction,
                            "threshold": a.rule.threshold, "passed": v is not None and a.rule.keeps(float(v))})
         return {"heuristic_filter": {"rule_set": key, "checks": checks}}
+

@@ -10,7 +10,6 @@ entry when the language has none.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,6 @@ from curate.text.heuristics.signals import SIGNALS
 DEFAULT_KEY = "default"
 PRESET_FILE_FORMAT = "curate.heuristic_thresholds/1"
 EXTRA_SIGNALS = ("language_score",)  # columns other stages add that rules may use
-
-
-class UnknownLanguageWarning(UserWarning):
-    """A per_language key that is not a language code the LID model can emit."""
 
 
 class ExtraRule(BaseModel):
@@ -92,11 +87,12 @@ class HeuristicFilterParams(StageParams):
         for lang, th in self.per_language.items():
             for key in th:
                 resolve_key(self.presets, key, f"per_language.{lang}")
-            if lang != DEFAULT_KEY and not known_language(lang):
-                warnings.warn(f"heuristic_filter: per_language key '{lang}' is not a language code the "
-                              f"language-ID model emits (lid.176 codes, or GlotLID's xxx_Scrp)",
-                              UnknownLanguageWarning, stacklevel=2)
         return self
+
+    def spec_warnings(self) -> list[str]:
+        return [f"per_language key '{lang}' is not a language code the language-ID model emits "
+                f"(lid.176 codes, or GlotLID's xxx_Scrp): its thresholds never apply"
+                for lang in self.per_language if lang != DEFAULT_KEY and not known_language(lang)]
 
 
 def resolve_key(presets: list[str], key: str, where: str) -> tuple[str, str]:

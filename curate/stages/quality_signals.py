@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from curate.stage import MapResult, MapStage, ReportSection, StageParams
+from curate.text.heuristics.languages import fallback_counts
 from curate.text.heuristics.signals import FAMILIES, SIGNALS, compute_signals
 from curate.text.heuristics.stopwords import StopwordTables, shipped_lists
 
@@ -104,7 +106,8 @@ class QualitySignals(MapStage):
             out = _set(out, name, pa.array(sb.column(name), pa.int64() if sig.integer else pa.float64()))
         out = _set(out, STOPWORDS_COLUMN, pa.array(sb.stopword_language, pa.string()))
         out = _set(out, FALLBACK_COLUMN, pa.array(sb.fallback, pa.bool_()))
-        return MapResult(out, None)
+        counts = fallback_counts(langs, np.asarray(sb.fallback, bool), "stopword_fallback") if langs is not None else {}
+        return MapResult(out, None, counts=counts)
 
     # -- report and lineage ------------------------------------------------------------
     def report_sections(self, job: JobData, node_id: str) -> list[ReportSection]:

@@ -1,8 +1,13 @@
-"""Language codes: the ones fastText's lid.176 emits, and what looks like a GlotLID code."""
+"""Language codes: the ones fastText's lid.176 emits, what looks like a GlotLID code, and the
+per-language tally of documents that fell back to a default."""
 
 from __future__ import annotations
 
 import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # every label of the bundled lid.176.ftz, without `__label__` (a test checks this list)
 LID176_CODES = frozenset({
@@ -26,3 +31,14 @@ _GLOTLID = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")  # ISO 639-3 + ISO 15924 scri
 def known_language(code: str) -> bool:
     """A code lid.176 emits, or one of GlotLID's ``xxx_Scrp`` form."""
     return code in LID176_CODES or bool(_GLOTLID.match(code))
+
+
+def fallback_counts(languages: pa.ChunkedArray | pa.Array, fell_back: np.ndarray, prefix: str) -> dict[str, int]:
+    """``{"<prefix>.<language>": n}`` for the documents that fell back to a default
+    (null languages as ``(none)``): the per-language fallback tally in ``stats.json``."""
+    if not fell_back.any():
+        return {}
+    langs = pc.filter(pc.cast(languages, pa.string()), pa.array(fell_back))
+    vc = pc.value_counts(pc.fill_null(langs, "(none)"))
+    return {f"{prefix}.{v}": int(c) for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())}
+
