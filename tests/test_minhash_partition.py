@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from curate.stages.minhash_dedup.partition import fold_partition
 from workers import read_output, run_pipeline
@@ -13,7 +14,7 @@ BASE = ("The committee met on Tuesday to review the budget for the new library w
         "publish the minutes before the end of the month so that residents could comment on the plan")
 
 
-def _run(tmp_path, name: str, params: dict) -> pa.Table:
+def _run(tmp_path, name: str, params: dict, executor: str = "local") -> pa.Table:
     texts = [BASE, BASE + " today", BASE, BASE + " again", "An unrelated note about gardening in spring."]
     langs = ["en", "en", "de", "de", "en"]
     d = tmp_path / name
@@ -26,14 +27,17 @@ def _run(tmp_path, name: str, params: dict) -> pa.Table:
         "nodes": [{"id": "dd", "stage": "minhash_dedup", "inputs": ["web"], "params": params}],
         "outputs": {"o": {"node": "dd", "path": str(d / "out")}},
     }
-    run_pipeline(spec, executor="local", job_dir=d / "job")
+    run_pipeline(spec, executor=executor, job_dir=d / "job")
     return read_output(d / "out").sort_by("id")
 
 
-def test_partition_by_keeps_duplicates_of_other_partitions(tmp_path):
-    everywhere = _run(tmp_path, "global", {"verify_jaccard": 0.8})
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_partition_by_keeps_duplicates_of_other_partitions(tmp_path, executor, request):
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
+    everywhere = _run(tmp_path, "global", {"verify_jaccard": 0.8}, executor)
     assert everywhere.column("id").to_pylist() == ["a", "e"]  # one cluster across both languages
-    per_lang = _run(tmp_path, "per_lang", {"verify_jaccard": 0.8, "partition_by": "language"})
+    per_lang = _run(tmp_path, "per_lang", {"verify_jaccard": 0.8, "partition_by": "language"}, executor)
     assert per_lang.column("id").to_pylist() == ["a", "c", "e"]  # one survivor per language
 
 
