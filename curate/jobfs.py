@@ -265,6 +265,17 @@ def copy_file(src: Any, dst: Any) -> None:
     pafs.copy_files(skey, dkey, source_filesystem=sfs, destination_filesystem=dfs)
 
 
+def mtime(p: Any) -> float:
+    """Modification time (seconds since the epoch); ``FileNotFoundError`` if missing."""
+    p = path(p)
+    if isinstance(p, Path):
+        return p.stat().st_mtime
+    info = p._info()
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(str(p))
+    return info.mtime.timestamp() if info.mtime is not None else 0.0
+
+
 def size(p: Any) -> int:
     p = path(p)
     return p.stat().st_size if isinstance(p, Path) else p.size()

@@ -240,3 +240,35 @@ def test_worker_killed_mid_barrier_then_resume_is_byte_identical(s3, corpus, loc
     assert json.loads(fs.open_input_stream(f"{BUCKET}/{job}/ledger.json").read()) == ref.ledger
     assert _local_files(tmp_path) == []
     assert _spill(cluster.worker_tmp[1]) == []  # the node that lived cleaned its spill files
+
+
+def test_service_with_s3_jobs_root_serves_its_artifacts(s3, tmp_path):
+    """``CURATE_JOBS_DIR=s3://...``: the service's job directories live on S3; the report,
+    rejects and explain routes read them there; only the driver's log stays local."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.corpus import branch_join_spec, write_corpus
+    from tests.test_api_util import TOKEN, local_config, wait_state
+
+    fs, _ = s3
+    write_corpus(tmp_path / "data" / "in")
+    cfg = local_config(tmp_path, api_token=TOKEN, jobs_root=f"s3://{BUCKET}/svc")
+    with TestClient(create_app(cfg), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        jid = c.post("/v1/jobs", json=branch_join_spec("in/*.parquet", "out/kept")).json()["id"]
+        j = wait_state(c.get, jid)
+        assert j["state"] == "succeeded", j["error"]
+        assert j["artifacts"]["job_dir"] == f"s3://{BUCKET}/svc/{jid}"
+        assert j["artifacts"]["report"] == f"s3://{BUCKET}/svc/{jid}/report.html"
+        assert j["ledger"]["docs"]["in"] == 180 and j["ledger"]["dd"]["rejected"] == 5  # as tests/test_api.py
+        rej = c.get(f"/v1/jobs/{jid}/rejects", params={"reason": "exact_duplicate", "limit": 3}).json()
+        assert rej["count"] == 3 and rej["reasons"]["exact_duplicate"] == 5
+        rep = c.get(f"/v1/jobs/{jid}/report")
+        assert rep.status_code == 200 and "<html" in rep.text.lower()
+        e = c.get(f"/v1/jobs/{jid}/explain/{rej['items'][0]['id']}").json()
+        assert e["status"] == "rejected" and e["rejected"]["reason"] == "exact_duplicate"
+    names = {i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{BUCKET}/svc/{jid}"))}
+    assert {"result.json", "stats.json", "ledger.json", "report.html"} <= names and "INCOMPLETE" not in names
+    local = sorted(str(p.relative_to(tmp_path / "home")) for p in (tmp_path / "home").rglob("*") if p.is_file())
+    assert [p for p in local if not p.startswith("curate.db")] == [
+        f"drivers/{jid}/driver.log", f"drivers/{jid}/submitted_spec.json"]
