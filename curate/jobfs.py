@@ -196,8 +196,10 @@ class RemotePath:
     def unlink(self, missing_ok: bool = False) -> None:
         try:
             self.fs.delete_file(self.key)
-        except (FileNotFoundError, OSError):
-            if not missing_ok and not self.exists():
+        except OSError:
+            if self.exists():
+                raise
+            if not missing_ok:
                 raise FileNotFoundError(str(self)) from None
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
@@ -235,8 +237,9 @@ def rmtree(p: Any) -> None:
         return
     try:
         p.fs.delete_dir(p.key)
-    except (FileNotFoundError, OSError):
-        pass
+    except OSError:
+        if p.exists():  # missing is fine, a failed delete is not
+            raise
 
 
 def replace(src: Any, dst: Any) -> None:
