@@ -75,7 +75,8 @@ class FitContext:
     def persist(self, files: Sequence[str], name: str) -> list[str]:
         """Move ``files`` (e.g. a shuffle's outputs in ``scratch_dir``) into the state
         directory as ``state_dir/name/part-XXXXX.parquet``, in order, and return the new
-        paths. A move, not a copy: scratch is deleted after the fit anyway."""
+        paths. A move, not a copy: scratch is deleted after the fit anyway (on an object store a
+        move is a copy and a delete; the ``state.json`` written after the fit is the marker)."""
         dst = jobfs.path(self.state_dir) / name
         jobfs.rmtree(dst)
         dst.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,35 @@ def s3_parts(fs, prefix: str) -> dict[str, bytes]:
     return out
 
 
+def test_remote_path_is_the_pathlib_subset_the_job_code_uses(s3):
+    from curate import jobfs
+
+    root = jobfs.path(f"s3://{BUCKET}/unit/")
+    assert isinstance(root, jobfs.RemotePath) and str(root) == f"s3://{BUCKET}/unit"
+    assert isinstance(jobfs.path("runs/x"), Path) and isinstance(jobfs.path("file:///tmp/x"), Path)
+    with pytest.raises(TypeError):
+        Path(root)  # no __fspath__: never silently a local path "s3:/..."
+    a = root / "state" / "n1" / "state.json"
+    assert (a.name, a.stem, a.suffix, str(a.parent)) == ("state.json", "state", ".json", f"s3://{BUCKET}/unit/state/n1")
+    a.write_text('{"x": 1}')
+    (root / "state" / "n2" / "state.json").write_bytes(b"{}")
+    (root / "state" / "n2" / "other.json").write_bytes(b"{}")
+    assert [p.parent.name for p in (root / "state").glob("*/state.json")] == ["n1", "n2"]
+    assert [p.name for p in (root / "state" / "n2").glob("*.json")] == ["other.json", "state.json"]
+    assert [p.name for p in (root / "state").iterdir()] == ["n1", "n2"]
+    assert a.read_text() == '{"x": 1}' and a.is_file() and (root / "state").is_dir() and not (root / "no").exists()
+    with pytest.raises(FileNotFoundError):
+        (root / "no.json").read_text()
+    with pytest.raises(FileNotFoundError):
+        (root / "no.json").unlink()
+    (root / "no.json").unlink(missing_ok=True)
+    jobfs.replace(a, root / "moved.json")
+    assert not a.exists() and (root / "moved.json").read_text() == '{"x": 1}'
+    jobfs.rmtree(root / "state")
+    jobfs.rmtree(root / "state")  # missing is fine
+    assert not (root / "state" / "n2" / "state.json").exists()
+
+
 def test_s3_job_dir_in_process_matches_local(s3, corpus, local_run):
     fs, _ = s3
     ref, parts = local_run
@@ -234,6 +263,8 @@ def test_worker_killed_mid_barrier_then_resume_is_byte_identical(s3, corpus, loc
     assert "result.json" not in names and "INCOMPLETE" in names
     before = completed_work(f"s3://{BUCKET}/{job}")
     assert before.shards >= 6 and before.fits >= 1  # ingest + exact steps recorded, exact fitted
+    near_state = pafs.FileSelector(f"{BUCKET}/{job}/state/near", allow_not_found=True)
+    assert not any(i.base_name == "state.json" for i in fs.get_file_info(near_state))  # cut mid-fit
 
     _finish(_driver(cluster, tmp_path, spec, f"s3://{BUCKET}/{job}", "--resume"))
     assert s3_parts(fs, "out-killed") == parts
