@@ -292,6 +292,9 @@ def test_service_with_s3_jobs_root_serves_its_artifacts(s3, tmp_path):
         assert j["artifacts"]["job_dir"] == f"s3://{BUCKET}/svc/{jid}"
         assert j["artifacts"]["report"] == f"s3://{BUCKET}/svc/{jid}/report.html"
         assert j["ledger"]["docs"]["in"] == 180 and j["ledger"]["dd"]["rejected"] == 5  # as tests/test_api.py
+        out = tmp_path / "data/out/kept"  # a local output: copied down from S3 at publish
+        kept = sum(pq.ParquetFile(f).metadata.num_rows for f in out.glob("part-*.parquet"))
+        assert kept == j["ledger"]["both"]["kept"] > 0 and not list(out.parent.glob(".kept.staging-*"))
         rej = c.get(f"/v1/jobs/{jid}/rejects", params={"reason": "exact_duplicate", "limit": 3}).json()
         assert rej["count"] == 3 and rej["reasons"]["exact_duplicate"] == 5
         rep = c.get(f"/v1/jobs/{jid}/report")
