@@ -4,7 +4,8 @@ job directory and output on moto's S3 server (loopback), in-process and on a mul
 Each output part is byte-identical to a local-filesystem run of the same spec; a worker
 node removed in the middle of the ``minhash_dedup`` fit and the driver killed, the run
 resumes from the completion records on S3 to the same bytes; nothing lands in a local
-job directory, and no spill file stays behind on a node that lived."""
+job directory, and no spill file stays behind on a node that lived. The Ray nodes start
+without AWS settings: workers reach S3 only with what the driver forwards."""
 
 from __future__ import annotations
 
@@ -163,7 +164,8 @@ class RayCluster:
 
     def __init__(self, tmp: Path):
         self.auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-        env = {**os.environ, **self.auth}
+        # no AWS_* on the nodes: workers get them only from the driver (runtime_env)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **self.auth}
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests/scripts/s3_cluster.py"), str(tmp)], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         line = self.proc.stdout.readline()
