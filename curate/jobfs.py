@@ -162,8 +162,8 @@ class RemotePath:
         n = len(self.key) + 1
         for info in sorted(infos, key=lambda i: i.path):
             rel = info.path[n:]
-            if rel.count("/") + 1 == depth and fnmatch.fnmatchcase(rel, pattern) and all(
-                    fnmatch.fnmatchcase(a, b) for a, b in zip(rel.split("/"), pattern.split("/"))):
+            segs = rel.split("/")
+            if len(segs) == depth and all(fnmatch.fnmatchcase(a, b) for a, b in zip(segs, pattern.split("/"))):
                 yield RemotePath(f"{self.scheme}://{info.path}")
 
     # -- reads and writes ---------------------------------------------------------------
