@@ -52,9 +52,12 @@ def _filesystem(scheme: str, bucket: str) -> pafs.FileSystem:
         fs = _FS_CACHE.get(key)
         if fs is None:
             endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            if scheme == "s3" and endpoint:
-                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-                fs = pafs.S3FileSystem(endpoint_override=endpoint, region=region)
+            if scheme == "s3":
+                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                if not region:
+                    region = "us-east-1" if endpoint else pafs.resolve_s3_region(bucket)
+                # delayed open: a write is one request fewer (no open round trip)
+                fs = pafs.S3FileSystem(endpoint_override=endpoint, region=region, allow_delayed_open=True)
             else:
                 try:
                     fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{bucket}")
