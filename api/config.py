@@ -2,6 +2,8 @@
 
 ``CURATE_HOME``            state directory (DB, job dirs, schedule state); ``./.curate``
 ``CURATE_DB_URL``          SQLAlchemy URL; default ``sqlite:///$CURATE_HOME/curate.db``
+``CURATE_JOBS_DIR``        where job directories go: a local dir or ``s3://bucket/prefix`` (no
+                           shared filesystem needed); default ``$CURATE_HOME/jobs``
 ``CURATE_API_TOKEN``       bearer token for every route but health, readiness, metrics and
                            the stage catalogue; unset -> loopback-only server, all open
 ``CURATE_DATA_ROOTS``      comma-separated local dirs / ``s3://bucket/prefix`` that specs may
@@ -29,6 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curate import jobfs
+
 
 @dataclass
 class Config:
@@ -47,10 +51,12 @@ class Config:
     ray_cpus: int | None = None
     poll_s: float = 0.5
     scheduler_poll_s: float = 1.0
+    jobs_root: str | None = None
 
     @property
-    def jobs_dir(self) -> Path:
-        return self.home / "jobs"
+    def jobs_dir(self) -> jobfs.JobPath:
+        """The root of job directories (``CURATE_JOBS_DIR``, else ``$CURATE_HOME/jobs``)."""
+        return jobfs.resolve(self.jobs_root) if self.jobs_root else self.home / "jobs"
 
     @property
     def schedules_dir(self) -> Path:
@@ -92,6 +98,7 @@ class Config:
             ray_cpus=int(e["CURATE_RAY_CPUS"]) if e.get("CURATE_RAY_CPUS") else None,
             poll_s=float(e.get("CURATE_POLL_S", "0.5")),
             scheduler_poll_s=float(e.get("CURATE_SCHEDULER_POLL_S", "1.0")),
+            jobs_root=e.get("CURATE_JOBS_DIR") or None,
         )
         for k, v in overrides.items():
             setattr(cfg, k, v)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+from curate import jobfs
 
 
 def sample_rejects(
-    job_dir: Path, reason: str | None, node: str | None, limit: int, max_text: int = 2000
+    job_dir: jobfs.JobPath, reason: str | None, node: str | None, limit: int, max_text: int = 2000
 ) -> dict[str, Any]:
     """Up to ``limit`` rejected rows from ``job_dir/rejects/*/*.parquet``, plus reason counts."""
     import pyarrow as pa
@@ -22,7 +23,7 @@ def sample_rejects(
     reasons: dict[str, int] = {}
     for f in files:
         try:
-            t = pq.read_table(f)
+            t = pq.read_table(str(f))
         except (OSError, pa.ArrowException):  # being written, or corrupt: not part of a sample
             continue
         if "reason" in t.column_names:

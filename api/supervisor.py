@@ -29,6 +29,7 @@ import psutil
 from api import store as st
 from api.config import Config
 from api.periodic import Periodic
+from curate import jobfs
 from workers.job_files import PROGRESS_FILE, RESULT_FILE, read_progress, read_result
 from workers.outputs import staging_dir
 
@@ -43,7 +44,7 @@ class Handle:
 
     job_id: str
     pid: int
-    job_dir: Path
+    job_dir: jobfs.JobPath
     popen: subprocess.Popen | None = None
     cancelling: bool = False
     progress_mtime: float = 0.0
@@ -145,7 +146,7 @@ class Supervisor(Periodic):
     def reconcile(self) -> None:
         """Settle jobs an earlier API process left ``running``."""
         for job in self.store.jobs_in([st.RUNNING]):
-            jd = Path(job["job_dir"])
+            jd = jobfs.path(job["job_dir"])
             pid = job.get("pid")
             alive = False
             if pid:
@@ -198,7 +199,7 @@ class Supervisor(Periodic):
 
     def _refresh_progress(self, h: Handle) -> None:
         try:
-            m = (h.job_dir / PROGRESS_FILE).stat().st_mtime
+            m = jobfs.mtime(h.job_dir / PROGRESS_FILE)
         except OSError:
             return
         if m == h.progress_mtime:
@@ -233,10 +234,12 @@ class Supervisor(Periodic):
                 )
 
     def launch(self, job: dict) -> None:
-        jd = Path(job["job_dir"])
+        jd = jobfs.path(job["job_dir"])
         jd.mkdir(parents=True, exist_ok=True)
         (jd / RESULT_FILE).unlink(missing_ok=True)
-        spec_file = jd / "submitted_spec.json"
+        local = self.driver_dir(jd)
+        local.mkdir(parents=True, exist_ok=True)
+        spec_file = local / "submitted_spec.json"
         spec_file.write_text(json.dumps(job["spec"], indent=2, sort_keys=True))
         # The service preflighted the spec at submit (or was told not to): the driver does not.
         cmd = [*self.cfg.driver_cmd, str(spec_file), "--job-dir", str(jd), "--executor", self.cfg.executor,
@@ -248,7 +251,7 @@ class Supervisor(Periodic):
         env = {**os.environ, **self.ray_env, "CURATE_JOB_ID": job["id"]}
         env["PYTHONPATH"] = os.pathsep.join(x for x in (_code_root(), env.get("PYTHONPATH")) if x)
         env.pop("RAY_ADDRESS", None)
-        with open(jd / "driver.log", "ab") as logf:
+        with open(local / "driver.log", "ab") as logf:
             logf.write(f"\n=== attempt {int(job.get('attempt') or 0) + 1}: {' '.join(cmd)}\n".encode())
             logf.flush()
             proc = subprocess.Popen(
@@ -258,7 +261,7 @@ class Supervisor(Periodic):
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
-                cwd=str(jd),
+                cwd=str(local),
             )
         try:
             created = psutil.Process(proc.pid).create_time()
@@ -288,7 +291,8 @@ class Supervisor(Periodic):
     def _finalize(
         self, job: dict, code: int | None, cancelled: bool = False, note: str | None = None
     ) -> None:
-        jd = Path(job["job_dir"])
+        jd = jobfs.path(job["job_dir"])
+        local = self.driver_dir(jd)
         outputs = job.get("outputs") or {}
         result = read_result(jd)
         stats = read_json(jd / "stats.json")
@@ -296,7 +300,7 @@ class Supervisor(Periodic):
         fields: dict[str, Any] = {
             "exit_code": code,
             "finished_at": time.time(),
-            "artifacts": self.artifacts(jd),
+            "artifacts": self.artifacts(jd, local),
         }
         if isinstance(ledger, dict):
             fields["ledger"] = ledger
@@ -321,9 +325,9 @@ class Supervisor(Periodic):
         else:
             state, msg = st.FAILED, note or "failed"
             if code == 2:
-                err = "invalid spec: " + log_tail(jd / "driver.log", 1500)
+                err = "invalid spec: " + log_tail(local / "driver.log", 1500)
             else:
-                tail = log_tail(jd / "driver.log")
+                tail = log_tail(local / "driver.log")
                 err = f"driver exited with code {code} without a result; log tail:\n{tail}"
         if state != st.SUCCEEDED and not cancelled:
             mark_incomplete(jd, outputs, f"{state}: {err}")
@@ -335,8 +339,15 @@ class Supervisor(Periodic):
             except Exception:  # pragma: no cover
                 log.exception("on_finish hook failed")
 
+    def driver_dir(self, jd: jobfs.JobPath) -> Path:
+        """Where the driver's local files go (its log, the submitted spec, its working
+        directory): the job directory, or ``$CURATE_HOME/drivers/<job>`` when the job
+        directory is on an object store (the service alone reads them)."""
+        return jd if isinstance(jd, Path) else self.cfg.home / "drivers" / jd.name
+
     @staticmethod
-    def artifacts(jd: Path) -> dict[str, str]:
+    def artifacts(jd: jobfs.JobPath, local: Path | None = None) -> dict[str, str]:
+        local = jd if local is None else local
         out = {"job_dir": str(jd)}
         for name in (
             "report.html",
@@ -345,10 +356,11 @@ class Supervisor(Periodic):
             "plan.json",
             "spec.json",
             "result.json",
-            "driver.log",
         ):
             if (jd / name).exists():
-                out[name.split(".")[0] if name != "driver.log" else "log"] = str(jd / name)
+                out[name.split(".")[0]] = str(jd / name)
+        if (local / "driver.log").exists():
+            out["log"] = str(local / "driver.log")
         if (jd / "rejects").is_dir():
             out["rejects"] = str(jd / "rejects")
         return out
@@ -382,7 +394,7 @@ class Supervisor(Periodic):
             if h is not None:
                 h.cancelling = True
         if h is None:  # running in the DB but no driver here (should not happen after reconcile)
-            mark_incomplete(Path(job["job_dir"]), job.get("outputs") or {}, "cancelled")
+            mark_incomplete(jobfs.path(job["job_dir"]), job.get("outputs") or {}, "cancelled")
             self.store.transition(
                 job_id,
                 st.CANCELLED,

@@ -54,13 +54,15 @@ def register(app: typer.Typer) -> None:
         spec: Path = typer.Argument(..., help="Pipeline spec (YAML or JSON)"),
         executor: str = typer.Option("local", "--executor", "-e", help="local | ray"),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Existing Ray cluster (default: embedded)"),
-        job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="Job directory (default: spec job_dir or runs/<name>)"),
+        job_dir: Optional[str] = typer.Option(
+            None, "--job-dir", help="Job directory, local or s3://bucket/prefix (default: spec job_dir or runs/<name>)"),
         resume: bool = typer.Option(False, "--resume", help="Skip shards and fits already completed"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display"),
         no_preflight: bool = typer.Option(
             False, "--no-preflight", help="Do not check that inputs match files and paths exist before running"),
     ) -> None:
         """Run a pipeline end to end and print its ledger."""
+        from curate import jobfs
         from curate.spec import SpecError, validate_spec
         from workers import JobFailed, run_pipeline
         from workers.ingest import ShardError
@@ -73,7 +75,7 @@ def register(app: typer.Typer) -> None:
         except SpecError as e:
             console.print(f"[red]{escape(str(e))}[/red]")
             raise typer.Exit(2) from None
-        target_dir = Path(job_dir or ps.job_dir or Path("runs") / ps.name)
+        target_dir = jobfs.path(job_dir or ps.job_dir or Path("runs") / ps.name)
         if not no_preflight:
             _preflight_or_exit(ps, target_dir)
         if not resume:
@@ -118,7 +120,7 @@ def register(app: typer.Typer) -> None:
         out.print(f"job directory: {escape(str(result.job_dir))}")
         for name, path in result.outputs.items():
             out.print(f"output {escape(name)}: {escape(path)}")
-        report = Path(result.job_dir) / "report.html"
+        report = result.job_dir / "report.html"
         if report.exists():
             out.print(f"report: {report}")
 

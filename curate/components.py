@@ -17,7 +17,6 @@ edges, and the result does not depend on how edges are split into files.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curate import jobfs
 
 if TYPE_CHECKING:  # pragma: no cover
     from curate.fit import FitContext
@@ -146,18 +147,18 @@ def connected_components(
     Returns Parquet files with int64 columns ``node`` and ``root`` (one row per node,
     roots included with ``root == node``), partitioned by node, plus round statistics.
     """
-    files = [f for f in edge_files if Path(f).exists()]
+    files = [f for f in edge_files if jobfs.path(f).exists()]
     stats = {"rounds": 0, "edges_in": _fingerprint(ctx, files)[0] if files else 0}
     if not files:
         return [], stats
     prev = None
-    base = Path(ctx.scratch_dir)
+    base = jobfs.path(ctx.scratch_dir)
     for rnd in range(max_rounds):
         files = ctx.shuffle(files, _LargeStarMap(), "k", _large_star_reduce, num_partitions, f"{name}/r{rnd:02d}L")
         if rnd > 0:
-            shutil.rmtree(base / name / f"r{rnd - 1:02d}S", ignore_errors=True)
+            jobfs.rmtree(base / name / f"r{rnd - 1:02d}S")
         files = ctx.shuffle(files, _SmallStarMap(), "k", _small_star_reduce, num_partitions, f"{name}/r{rnd:02d}S")
-        shutil.rmtree(base / name / f"r{rnd:02d}L", ignore_errors=True)
+        jobfs.rmtree(base / name / f"r{rnd:02d}L")
         fp = _fingerprint(ctx, files)
         stats["rounds"] = rnd + 1
         if fp == prev:
@@ -166,7 +167,7 @@ def connected_components(
     else:
         raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
     out = ctx.shuffle(files, _FinalMap(), "node", _final_reduce, num_partitions, f"{name}/final")
-    stats["nodes"] = sum(pq.ParquetFile(f).metadata.num_rows for f in out)
+    stats["nodes"] = sum(pq.ParquetFile(str(f)).metadata.num_rows for f in out)
     return out, stats
 
 

@@ -9,7 +9,6 @@ one after another here (:class:`LocalTaskRunner`), on threads or as Ray tasks in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate import schema
+from curate import jobfs, schema
 from curate.parquet_io import iter_file_batches
 
 
@@ -34,7 +33,7 @@ class ShardSet:
             yield from iter_file_batches(f, columns, batch_size)
 
     def num_rows(self) -> int:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+        return sum(pq.ParquetFile(str(f)).metadata.num_rows for f in self.files)
 
 
 class TaskRunner:
@@ -64,8 +63,8 @@ class FitContext:
     """
 
     runner: TaskRunner
-    state_dir: Path
-    scratch_dir: Path
+    state_dir: Path | jobfs.RemotePath
+    scratch_dir: Path | jobfs.RemotePath
     seed: int
     node_id: str
     text_column: str = schema.TEXT
@@ -76,17 +75,15 @@ class FitContext:
     def persist(self, files: Sequence[str], name: str) -> list[str]:
         """Move ``files`` (e.g. a shuffle's outputs in ``scratch_dir``) into the state
         directory as ``state_dir/name/part-XXXXX.parquet``, in order, and return the new
-        paths. A move, not a copy: scratch is deleted after the fit anyway."""
-        dst = Path(self.state_dir) / name
-        if dst.exists():
-            import shutil
-
-            shutil.rmtree(dst)
+        paths. A move, not a copy: scratch is deleted after the fit anyway (on an object store a
+        move is a copy and a delete; the ``state.json`` written after the fit is the marker)."""
+        dst = jobfs.path(self.state_dir) / name
+        jobfs.rmtree(dst)
         dst.mkdir(parents=True, exist_ok=True)
         out = []
         for i, f in enumerate(files):
             target = dst / f"part-{i:05d}.parquet"
-            os.replace(f, target)
+            jobfs.replace(f, target)
             out.append(str(target))
         return out
 

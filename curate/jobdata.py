@@ -16,13 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate import schema
+from curate import jobfs, schema
 
 if TYPE_CHECKING:  # pragma: no cover
     from curate.stage import Stage
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: jobfs.JobPath) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -32,8 +32,8 @@ def _read_json(path: Path) -> Any:
 class JobData:
     """A job directory: its JSON records and its Parquet node outputs and rejects."""
 
-    def __init__(self, job_dir: str | Path):
-        self.dir = Path(job_dir)
+    def __init__(self, job_dir: str | Path | jobfs.RemotePath):
+        self.dir = jobfs.path(job_dir)
         if not self.dir.is_dir():
             raise FileNotFoundError(f"job directory {self.dir} does not exist")
         self._stages: dict[str, Stage | None] = {}
@@ -104,7 +104,7 @@ class JobData:
             self._stages[node] = st
         return self._stages[node]
 
-    def state_dir(self, node: str) -> Path:
+    def state_dir(self, node: str) -> jobfs.JobPath:
         """``state/<node>/``: what a barrier's fit persisted (may not exist)."""
         return self.dir / "state" / node
 
@@ -161,8 +161,8 @@ class JobData:
             if isinstance(out, dict) and out.get("node") == node:
                 path = (self.stats.get("outputs") or {}).get(name) or out.get("path")
                 if path:
-                    p = Path(path)
-                    for cand in (p, self.dir / p):
+                    p = jobfs.path(path)
+                    for cand in (p, self.dir / str(p)) if isinstance(p, Path) and not p.is_absolute() else (p,):
                         got = sorted(str(x) for x in cand.glob("part-*.parquet")) if cand.is_dir() else []
                         if got:
                             return got

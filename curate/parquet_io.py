@@ -1,7 +1,8 @@
 """Parquet and JSON file helpers shared by stages and executors.
 
 Streaming reads bounded by rows or bytes, the writer settings for hash columns, and
-writes that readers never see half-done (a temporary name, then a rename).
+writes that readers never see half-done: a temporary name, then a rename, for a local
+path; a local spill file, then one PUT, for an object-store path (:mod:`curate.jobfs`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate import jobfs
+
 
 def iter_file_batches(path: str, columns: Sequence[str] | None = None, batch_size: int = 8192) -> Iterator[pa.Table]:
     """Stream one Parquet file as tables of at most ``batch_size`` rows."""
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(str(path))
     cols = None
     if columns is not None:
         names = set(pf.schema_arrow.names)
@@ -34,7 +37,7 @@ def rows_for_bytes(path: str, target_bytes: int, column: str | None = None, max_
     Parquet metadata) of ``column``, or of every column if ``column`` is None."""
     fallback = max_rows or 8192
     try:
-        md = pq.ParquetFile(path).metadata
+        md = pq.ParquetFile(str(path)).metadata
         if column is None:
             size = sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
         else:
@@ -108,14 +111,14 @@ class ParquetParts:
         self.dictionary = dictionary
         self.compression = compression
         self.conform = conform
-        self._open: dict[Path, tuple[pq.ParquetWriter, Path, pa.Schema]] = {}
-        self.rows: dict[Path, int] = {}
+        self._open: dict[jobfs.JobPath, tuple[pq.ParquetWriter, Path, pa.Schema]] = {}
+        self.rows: dict[jobfs.JobPath, int] = {}
 
-    def write(self, path: Path | str, table: pa.Table) -> None:
-        path = Path(path)
+    def write(self, path: jobfs.JobPath | str, table: pa.Table) -> None:
+        path = jobfs.path(path)
         if path not in self._open:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp = _temp_name(path)
             schema = _nonnull_schema(table.schema) if self.conform else table.schema
             if self.compression:
                 comp, dic = self.compression, self.dictionary
@@ -129,14 +132,15 @@ class ParquetParts:
         w.write_table(table)
         self.rows[path] += table.num_rows
 
-    def __contains__(self, path: Path | str) -> bool:
-        return Path(path) in self._open
+    def __contains__(self, path: jobfs.JobPath | str) -> bool:
+        return jobfs.path(path) in self._open
 
-    def commit(self) -> list[Path]:
+    def commit(self) -> list[jobfs.JobPath]:
         done = list(self._open)
-        for path, (w, tmp, _) in self._open.items():
+        for path, (w, _, _) in self._open.items():
             w.close()
-            os.replace(tmp, path)
+        for path, (_, tmp, _) in self._open.items():
+            _commit(tmp, path)
         self._open.clear()
         return done
 
@@ -158,20 +162,42 @@ class ParquetParts:
             self.abort()
 
 
-def write_json_atomic(path: Path | str, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary name and a rename."""
-    path = Path(path)
+def _temp_name(path: jobfs.JobPath) -> Path:
+    """Where a write of ``path`` is completed: beside it locally, in a spill file for a remote path."""
+    if isinstance(path, jobfs.RemotePath):
+        return jobfs.spill_file(path.name)
+    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _commit(tmp: Path, path: jobfs.JobPath) -> None:
+    if isinstance(path, jobfs.RemotePath):
+        jobfs.put_spilled(tmp, path)
+    else:
+        os.replace(tmp, path)
+
+
+def write_json_atomic(path: jobfs.JobPath | str, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary name and a rename (one PUT for a remote path)."""
+    path = jobfs.path(path)
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    if isinstance(path, jobfs.RemotePath):
+        path.write_bytes(text.encode())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    tmp = _temp_name(path)
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def write_parquet_atomic(path: Path | str, table: pa.Table, compression: str | dict = "zstd",
+def write_parquet_atomic(path: jobfs.JobPath | str, table: pa.Table, compression: str | dict = "zstd",
                          use_dictionary: bool | list[str] = True) -> None:
     """Write a Parquet file via a temporary name and a rename (readers never see halves)."""
-    path = Path(path)
+    path = jobfs.path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
-    pq.write_table(table, tmp, compression=compression, use_dictionary=use_dictionary)
-    os.replace(tmp, path)
+    tmp = _temp_name(path)
+    try:
+        pq.write_table(table, tmp, compression=compression, use_dictionary=use_dictionary)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _commit(tmp, path)

@@ -8,8 +8,6 @@ workers when the job runs on Ray. No process ever holds more than one partition.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
@@ -17,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate import jobfs
 from curate.parquet_io import ParquetParts, parquet_settings, write_parquet_atomic
 
 
@@ -62,7 +61,7 @@ class _MapTask:
         for p in range(self.num_partitions):
             lo, hi = int(bounds[p]), int(bounds[p + 1])
             if hi > lo:
-                files.write(Path(self.out_dir) / f"p{p:05d}" / f"{name}.parquet", table.slice(lo, hi - lo))
+                files.write(jobfs.path(self.out_dir) / f"p{p:05d}" / f"{name}.parquet", table.slice(lo, hi - lo))
                 counts[p] += hi - lo
 
 
@@ -71,15 +70,15 @@ class _ReduceTask:
         self.reduce_fn, self.in_dir, self.out_dir = reduce_fn, in_dir, out_dir
 
     def __call__(self, p: int) -> str | None:
-        pdir = Path(self.in_dir) / f"p{p:05d}"
+        pdir = jobfs.path(self.in_dir) / f"p{p:05d}"
         files = sorted(pdir.glob("m*.parquet")) if pdir.exists() else []
         if not files:
             return None
-        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        table = pa.concat_tables([pq.read_table(str(f)) for f in files], promote_options="default")
         out = self.reduce_fn(table)
         if out is None:
             return None
-        path = Path(self.out_dir) / f"out-{p:05d}.parquet"
+        path = jobfs.path(self.out_dir) / f"out-{p:05d}.parquet"
         write_parquet_atomic(path, out, *parquet_settings(out.schema))
         return str(path)
 
@@ -93,13 +92,12 @@ def run_shuffle(
     num_partitions: int,
     name: str,
 ) -> list[str]:
-    base = Path(ctx.scratch_dir) / name
-    if base.exists():
-        shutil.rmtree(base)
+    base = jobfs.path(ctx.scratch_dir) / name
+    jobfs.rmtree(base)
     map_dir, out_dir = base / "map", base / "out"
     ctx.runner.map(_MapTask(map_fn, key, num_partitions, str(map_dir)), list(enumerate(sources)))
     outs = ctx.runner.map(_ReduceTask(reduce_fn, str(map_dir), str(out_dir)), list(range(num_partitions)))
-    shutil.rmtree(map_dir, ignore_errors=True)
+    jobfs.rmtree(map_dir)
     return [o for o in outs if o is not None]
 
 

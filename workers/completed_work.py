@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from curate import jobfs
+
 DONE_DIR = "_done"
 """Shard completion records: ``<job_dir>/_done/<step id>/<shard key>.json``."""
 STATE_DIR = "state"
@@ -44,7 +46,7 @@ def _n(k: int, what: str) -> str:
 
 def completed_work(job_dir: str | Path) -> CompletedWork:
     """Count the shard and fit completion records in ``job_dir`` (none if it is missing)."""
-    root = Path(job_dir)
+    root = jobfs.path(job_dir)
     shards = steps = 0
     done = root / DONE_DIR
     if done.is_dir():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 import curate
-from curate import schema
+from curate import jobfs, schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import write_json_atomic
 from curate.plan import Plan, Step, make_plan
@@ -53,7 +52,7 @@ __all__ = ["Job", "JobFailed", "JobResult", "LedgerError", "read_output"]
 class JobResult:
     """What a finished job produced."""
 
-    job_dir: Path
+    job_dir: jobfs.JobPath
     stats: dict[str, Any]
     ledger: dict[str, dict[str, int]]
     outputs: dict[str, str]
@@ -89,7 +88,7 @@ class Job:
     ):
         self.spec = validate_spec(spec)
         self.executor = executor
-        self.job_dir = Path(job_dir or self.spec.job_dir or Path("runs") / self.spec.name).resolve()
+        self.job_dir = jobfs.resolve(job_dir or self.spec.job_dir or Path("runs") / self.spec.name)
         self.resume = resume
         self.progress = progress
         self.plan: Plan = make_plan(self.spec)
@@ -99,13 +98,15 @@ class Job:
         self.skipped: list[dict] = []
         self.fingerprints: dict[str, str] = {}
         self.id_renames: dict[str, dict[str, dict[int, int]]] = {}  # repeated ids (workers.dupids)
-        self.node_dirs: dict[str, Path] = node_dirs(self.spec, self.plan, self.job_dir)
+        self.node_dirs: dict[str, jobfs.JobPath] = node_dirs(self.spec, self.plan, self.job_dir)
 
     # ------------------------------------------------------------------------------
     def run(self) -> JobResult:
         """Run the job holding its locks (job directory and every local output): a second
-        run on either is refused with :class:`workers.output_lock.LockHeld`, naming the holder."""
-        with PathLocks([self.job_dir, *local_outputs(self.spec)], self.job_dir):
+        run on either is refused with :class:`workers.output_lock.LockHeld`, naming the holder.
+        An object-store job directory has no lock file (no exclusive create there)."""
+        own = [] if jobfs.is_remote(self.job_dir) else [self.job_dir]
+        with PathLocks([*own, *local_outputs(self.spec)], self.job_dir):
             return self._run()
 
     def _run(self) -> JobResult:
@@ -153,7 +154,7 @@ class Job:
             restage_published(self.spec, self.job_dir)
         else:
             for sub in ("nodes", "rejects", "state", "_done", "_scratch"):
-                shutil.rmtree(self.job_dir / sub, ignore_errors=True)
+                jobfs.rmtree(self.job_dir / sub)
             for f in ("stats.json", "ledger.json", "result.json", "progress.json", "report.html", "summary.json"):
                 (self.job_dir / f).unlink(missing_ok=True)
             for d in set(self.node_dirs.values()):
@@ -314,7 +315,7 @@ class Job:
             if rec.get("fingerprint") == fp:
                 self._record_fit(nid, rec["state"], rec.get("warnings", []), rec.get("fit_wall_s", 0.0))
                 return rec["state"], rec.get("token") or fp
-        shutil.rmtree(state_dir, ignore_errors=True)
+        jobfs.rmtree(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         node = self.spec.node(nid)
         stage = build_stage(node, self.spec.seed, self.text_cols.get(nid, schema.TEXT))
@@ -343,7 +344,7 @@ class Job:
             if close is not None:
                 close()
         wall = time.perf_counter() - t0
-        shutil.rmtree(self.job_dir / "_scratch" / nid, ignore_errors=True)
+        jobfs.rmtree(self.job_dir / "_scratch" / nid)
         # a fresh token per fit: workers cache what load(state) made under it
         token = xxhash.xxh3_64_hexdigest(f"{fp}/{time.time_ns()}/{os.getpid()}".encode())
         write_json_atomic(sfile, {"fingerprint": fp, "token": token, "state": state, "warnings": ctx.warnings,

@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from curate import jobfs
 from curate.parquet_io import write_json_atomic
 
 PROGRESS_FILE = "progress.json"
@@ -70,14 +71,14 @@ class JobOutcome(BaseModel):
 
 
 def write_progress(job_dir: str | Path, progress: Progress) -> None:
-    write_json_atomic(Path(job_dir) / PROGRESS_FILE, progress.model_dump(mode="json", by_alias=True))
+    write_json_atomic(jobfs.path(job_dir) / PROGRESS_FILE, progress.model_dump(mode="json", by_alias=True))
 
 
 def write_result(job_dir: str | Path, outcome: JobOutcome) -> None:
-    write_json_atomic(Path(job_dir) / RESULT_FILE, outcome.model_dump(mode="json"))
+    write_json_atomic(jobfs.path(job_dir) / RESULT_FILE, outcome.model_dump(mode="json"))
 
 
-def _read(path: Path, model: type[BaseModel]) -> BaseModel | None:
+def _read(path: jobfs.JobPath, model: type[BaseModel]) -> BaseModel | None:
     try:
         return model.model_validate_json(path.read_bytes())
     except (OSError, ValueError, ValidationError):
@@ -85,8 +86,8 @@ def _read(path: Path, model: type[BaseModel]) -> BaseModel | None:
 
 
 def read_progress(job_dir: str | Path) -> Progress | None:
-    return _read(Path(job_dir) / PROGRESS_FILE, Progress)  # type: ignore[return-value]
+    return _read(jobfs.path(job_dir) / PROGRESS_FILE, Progress)  # type: ignore[return-value]
 
 
 def read_result(job_dir: str | Path) -> JobOutcome | None:
-    return _read(Path(job_dir) / RESULT_FILE, JobOutcome)  # type: ignore[return-value]
+    return _read(jobfs.path(job_dir) / RESULT_FILE, JobOutcome)  # type: ignore[return-value]

@@ -79,7 +79,7 @@ def check_ledger(
 
 
 def _rows(d: Path) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in d.glob("part-*.parquet"))
+    return sum(pq.ParquetFile(str(f)).metadata.num_rows for f in d.glob("part-*.parquet"))
 
 
 def _check_files(ledger: dict[str, dict[str, int]], node_dirs: dict[str, Path], job_dir: Path) -> list[str]:

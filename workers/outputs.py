@@ -14,6 +14,10 @@ A remote output (``s3://...``) is written under ``nodes/`` and uploaded when the
 succeeds: its ``_SUCCESS`` marker is deleted first, stale parts removed, the parts put,
 then ``_SUCCESS`` written last with the manifest of the parts (name and size). S3 has no
 rename: readers must honour ``_SUCCESS``.
+
+A job directory on an object store (``job_dir: s3://...``) has no staging directories:
+every node writes under ``nodes/`` there (workers on any host can reach it), and a local
+output is staged at publish time by copying its parts down, then swapped into place.
 """
 
 from __future__ import annotations
@@ -26,13 +30,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import xxhash
 
-from curate import schema
+from curate import jobfs, schema
 from curate.plan import Plan
 from curate.spec import PipelineSpec
 
-
-def is_remote(path: str) -> bool:
-    return "://" in str(path)
+is_remote = jobfs.is_remote
 
 
 SUCCESS_MARKER = "_SUCCESS"
@@ -40,8 +42,8 @@ INCOMPLETE_MARKER = "INCOMPLETE"
 PUBLISHED_BY = ".curate-published.json"  # in a published output: which job directory published it
 
 
-def _tag(job_dir: Path) -> str:
-    return xxhash.xxh3_64_hexdigest(str(Path(job_dir).resolve()).encode())[:12]
+def _tag(job_dir: jobfs.JobPath) -> str:
+    return xxhash.xxh3_64_hexdigest(str(jobfs.resolve(job_dir)).encode())[:12]
 
 
 def staging_dir(output_path: str | Path, job_dir: Path) -> Path:
@@ -58,6 +60,8 @@ def node_dirs(spec: PipelineSpec, plan: Plan, job_dir: Path) -> dict[str, Path]:
     """The directory each materialized node's parts go to (a staging directory for a node
     named by a local output)."""
     dirs = {x: job_dir / "nodes" / x for x in plan.materialized}
+    if is_remote(job_dir):
+        return dirs
     for out in spec.outputs.values():
         if is_remote(out.path):
             continue
@@ -91,23 +95,26 @@ def publish_outputs(spec: PipelineSpec, dirs: dict[str, Path], job_dir: Path) ->
             _upload(src, o.path)
             continue
         stage_at = staging_dir(o.path, job_dir)
-        if stage_at != src:  # a second output of one node: stage a copy of its parts
+        if stage_at != src:  # a second output of one node, or a remote job dir: stage a copy of its parts
             shutil.rmtree(stage_at, ignore_errors=True)
             stage_at.mkdir(parents=True)
             for f in sorted(src.glob("part-*.parquet")):
-                shutil.copyfile(f, stage_at / f.name)
+                jobfs.copy_file(f, stage_at / f.name)
         stage_at.mkdir(parents=True, exist_ok=True)  # an output with no parts is an empty directory
         for f in stage_at.iterdir():  # only the parts are published
             if not f.name.startswith("part-") or not f.name.endswith(".parquet"):
                 f.unlink()
-        (stage_at / PUBLISHED_BY).write_text(json.dumps({"job_dir": str(Path(job_dir).resolve())}))
+        (stage_at / PUBLISHED_BY).write_text(json.dumps({"job_dir": str(jobfs.resolve(job_dir))}))
         _swap_into_place(stage_at, Path(o.path).resolve(), _tag(job_dir))
 
 
 def restage_published(spec: PipelineSpec, job_dir: Path) -> None:
     """On resume after a published run: an output this job directory published becomes its
     staging directory again (hard links, so nothing is copied), so completed shards are
-    reused and the published output stays untouched until the next publish."""
+    reused and the published output stays untouched until the next publish. (A remote job
+    directory keeps its parts under ``nodes/``: nothing to restage.)"""
+    if is_remote(job_dir):
+        return
     for o in spec.outputs.values():
         if is_remote(o.path):
             continue
@@ -138,33 +145,32 @@ def _swap_into_place(stage_at: Path, dst: Path, tag: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _upload(src: Path, dst: str) -> None:
+def _upload(src: jobfs.JobPath, dst: str) -> None:
     """Copy a node's part files to a remote prefix (s3://...); each object PUT is atomic."""
-    import fsspec
-
-    fs, _, (root,) = fsspec.get_fs_token_paths(dst)
-    root = root.rstrip("/")
+    root = jobfs.RemotePath(dst)
     parts = sorted(src.glob("part-*.parquet"))
     names = {f.name for f in parts}
-    if fs.exists(f"{root}/{SUCCESS_MARKER}"):
-        fs.rm(f"{root}/{SUCCESS_MARKER}")  # readers stop trusting the prefix first
-    try:
-        existing = [p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith("part-")]
-    except FileNotFoundError:
-        existing = []
-    for p in existing:  # stale parts of an earlier run
-        if p.rsplit("/", 1)[-1] not in names:
-            fs.rm(p)
+    (root / SUCCESS_MARKER).unlink(missing_ok=True)  # readers stop trusting the prefix first
+    for p in root.glob("part-*"):  # stale parts of an earlier run
+        if p.name not in names:
+            p.unlink(missing_ok=True)
     for f in parts:
-        fs.put_file(str(f), f"{root}/{f.name}")
-    manifest = {"parts": [{"name": f.name, "bytes": f.stat().st_size} for f in parts]}
-    with fs.open(f"{root}/{SUCCESS_MARKER}", "w") as fh:
-        fh.write(json.dumps(manifest, indent=1))
+        jobfs.copy_file(f, root / f.name)
+    manifest = {"parts": [{"name": f.name, "bytes": jobfs.size(f)} for f in parts]}
+    (root / SUCCESS_MARKER).write_text(json.dumps(manifest, indent=1))
 
 
 def output_files(path: str | Path) -> list[str]:
-    """Part files of an output directory, sorted."""
-    return sorted(str(p) for p in Path(path).glob("part-*.parquet"))
+    """Part files of an output directory, sorted; of a remote output, the parts its
+    ``_SUCCESS`` manifest lists (none without it)."""
+    root = jobfs.path(path)
+    if isinstance(root, jobfs.RemotePath):
+        try:
+            manifest = json.loads((root / SUCCESS_MARKER).read_text())
+        except FileNotFoundError:
+            return []
+        return sorted(str(root / p["name"]) for p in manifest["parts"])
+    return sorted(str(p) for p in root.glob("part-*.parquet"))
 
 
 def read_output(path: str | Path, sort_by_id: bool = True):

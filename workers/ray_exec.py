@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import pyarrow as pa
 
 from curate.fit import TaskRunner
+from curate.jobfs import AWS_ENV_KEYS
 from curate.stage import StageError
 from workers.executor import Executor
 from workers.ingest import ShardError
@@ -46,7 +47,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
     address = address or os.environ.get("CURATE_RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, **kwargs)
+        # Workers on other hosts reach an object-store job directory with the driver's
+        # object-store settings (credentials, profile, region, endpoint).
+        env = {k: os.environ[k] for k in AWS_ENV_KEYS if os.environ.get(k)}
+        ray.init(address=address, runtime_env={"env_vars": env} if env else None, **kwargs)
         return False
     # "local" always starts a fresh embedded runtime, even if a stale cluster file exists.
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)

@@ -1,8 +1,9 @@
 """Process one shard through a step: [ingest] -> [barrier apply] -> fused maps -> write.
 
 Everything here runs on a worker (a Ray task/actor or the local process). Outputs are
-written to temporary names and renamed; the completion record is written last, so a
-shard is either fully committed or redone (idempotent: the same file names again).
+written to temporary names and renamed (locally) or completed in a local spill file and
+PUT (object store); the completion record is written last and is the marker a resume
+trusts, so a shard is either fully committed or redone (idempotent: the same names again).
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate import schema
+from curate import jobfs, schema
 from curate.parquet_io import ParquetParts, SchemaDrift, conform_table, iter_file_batches, write_json_atomic
 from curate.spec import InputSpec, NodeSpec, build_stage
 from curate.stage import MapResult, StageError
@@ -96,8 +96,8 @@ class ShardTask:
         self._build()
         cfg = self.cfg
         key = shard["key"]
-        out_dir = Path(cfg["out_dir"])
-        rej_root = Path(cfg["job_dir"]) / "rejects"
+        out_dir = jobfs.path(cfg["out_dir"])
+        rej_root = jobfs.path(cfg["job_dir"]) / "rejects"
         counters: dict[str, NodeCounter] = {}
         parts = ParquetParts(compression="zstd", conform=True)  # this shard's output and rejects parts
         out_path = out_dir / f"part-{key}.parquet"
@@ -107,7 +107,7 @@ class ShardTask:
 
         allowed = self._allowed_reasons(shard)
 
-        def write(path: Path, table: pa.Table) -> None:
+        def write(path: jobfs.JobPath, table: pa.Table) -> None:
             try:
                 parts.write(path, table)
             except SchemaDrift as e:
@@ -174,7 +174,7 @@ class ShardTask:
             "cpu_s": time.process_time() - c0,
             "pid": os.getpid(),
         }
-        write_json_atomic(Path(cfg["job_dir"]) / "_done" / cfg["step_id"] / f"{key}.json", result)
+        write_json_atomic(jobfs.path(cfg["job_dir"]) / "_done" / cfg["step_id"] / f"{key}.json", result)
         return result
 
     def _allowed_reasons(self, shard: dict[str, Any]) -> dict[str, set[str]]:
@@ -231,20 +231,19 @@ def _value_counts(arr: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]
     return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
 
 
-def load_done(job_dir: Path, step_id: str, key: str, fingerprint: str) -> dict | None:
+def load_done(job_dir: jobfs.JobPath | str, step_id: str, key: str, fingerprint: str) -> dict | None:
     """The completion record of a shard, if it exists and matches the step fingerprint."""
-    p = Path(job_dir) / "_done" / step_id / f"{key}.json"
-    if not p.exists():
-        return None
+    root = jobfs.path(job_dir)
+    p = root / "_done" / step_id / f"{key}.json"
     try:
         rec = json.loads(p.read_text())
-    except json.JSONDecodeError:
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
     if rec.get("fingerprint") != fingerprint:
         return None
-    if rec.get("output") and not Path(rec["output"]).exists():
+    if rec.get("output") and not jobfs.path(rec["output"]).exists():
         return None
     for node, c in rec.get("nodes", {}).items():  # a lost rejects file means: redo the shard
-        if c.get("rejected") and not (Path(job_dir) / "rejects" / node / f"part-{key}.parquet").exists():
+        if c.get("rejected") and not (root / "rejects" / node / f"part-{key}.parquet").exists():
             return None
     return rec

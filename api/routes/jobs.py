@@ -4,7 +4,6 @@ of its rejects, the lineage of one document). Every route needs the token."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, Request
@@ -15,6 +14,7 @@ from api.rejects_sample import sample_rejects
 from api.routes.deps import CacheDep, PreflightQuery, ServiceDep, job_or_404, started, token_router
 from api.service import parse_spec_body
 from api.views import job_summary, job_view
+from curate import jobfs
 
 router = token_router(tags=["jobs"])
 NOT_FOUND = {404: {"model": ErrorOut}}
@@ -115,12 +115,14 @@ def retry(job_id: str, svc: ServiceDep) -> Submitted:
 
 
 @router.get("/v1/jobs/{job_id}/report", response_class=FileResponse, responses=NOT_FOUND)
-def report(job_id: str, svc: ServiceDep) -> FileResponse:
+def report(job_id: str, svc: ServiceDep) -> Response:
     """The job's HTML report (once the job has finished)."""
     job = job_or_404(svc, job_id)
-    p = Path(job["job_dir"]) / "report.html"
+    p = jobfs.path(job["job_dir"]) / "report.html"
     if not p.is_file():
         raise HTTPException(404, f"job {job_id} has no report yet (state: {job['state']})")
+    if isinstance(p, jobfs.RemotePath):  # a job directory on an object store
+        return Response(p.read_bytes(), media_type="text/html")
     return FileResponse(p, media_type="text/html")
 
 
@@ -136,7 +138,7 @@ def rejects(
 ) -> dict:
     """A sample of rejected documents (first rows in file order), with counts per reason."""
     job = job_or_404(svc, job_id)
-    return sample_rejects(Path(job["job_dir"]), reason, node, limit)
+    return sample_rejects(jobfs.path(job["job_dir"]), reason, node, limit)
 
 
 @router.get("/v1/jobs/{job_id}/explain/{doc_id}", responses=NOT_FOUND)

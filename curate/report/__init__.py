@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from curate import jobfs
 from curate.jobdata import JobData
 from curate.parquet_io import write_json_atomic
 from curate.report.html import render_html
@@ -28,7 +29,7 @@ from curate.report.summary import build_summary, stage_sections
 __all__ = ["build_summary", "render_html", "write_report"]
 
 
-def write_report(job_dir: str | Path) -> Path:
+def write_report(job_dir: str | Path | jobfs.RemotePath) -> jobfs.JobPath:
     """Write ``report.html`` and ``summary.json`` into ``job_dir``; returns the HTML path."""
     job = JobData(job_dir)
     sections = stage_sections(job)
@@ -36,6 +37,9 @@ def write_report(job_dir: str | Path) -> Path:
     page = render_html(job, summary, sections)
     write_json_atomic(job.dir / "summary.json", summary)
     out = job.dir / "report.html"
+    if isinstance(out, jobfs.RemotePath):
+        out.write_text(page)  # one PUT
+        return out
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)

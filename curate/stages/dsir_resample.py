@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from curate import schema
+from curate import jobfs, schema
 from curate.fit import FitContext, ShardSet
 from curate.params import Annotated, PathParam
 from curate.stage import BarrierStage, MapResult, StageError, StageParams, split_batch
@@ -384,9 +384,8 @@ class DsirResample(BarrierStage):
         state["empty_pool"] = False
         raw_probs = weights.raw_distribution(raw["counts"])
         ld = weights.log_diff(target_probs, raw_probs)
-        ld_path = Path(ctx.state_dir) / "log_diff.npy"
-        ld_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(ld_path, ld)
+        ld_path = jobfs.path(ctx.state_dir) / "log_diff.npy"
+        jobfs.save_npy(ld_path, ld)
         state["log_diff"] = str(ld_path)
         stats["raw_ngrams"] = int(raw["counts"].sum())
         # 3. global Gumbel top-k threshold
@@ -443,7 +442,7 @@ class DsirResample(BarrierStage):
         if state.get("empty_pool") or state.get("log_diff") is None:
             return _Fitted(fz, None, state)
         try:
-            return _Fitted(fz, np.load(state["log_diff"]), state)
+            return _Fitted(fz, jobfs.load_npy(state["log_diff"]), state)
         except Exception as e:  # noqa: BLE001
             raise StageError(f"dsir_resample: cannot read fitted weights {state['log_diff']}: {e}") from e
 

@@ -27,7 +27,6 @@ the rows with ``mix_copy == 0``; ``copies_added`` = rows with ``mix_copy > 0``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from curate import schema
+from curate import jobfs, schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import iter_file_batches, write_json_atomic, write_parquet_atomic
 from curate.stage import BarrierStage, MapResult, ReportSection, StageError, split_batch
@@ -148,7 +147,7 @@ class _Scan:
                     }
                 )
             )
-        side = Path(self.out_dir) / f"side-{xxhash.xxh3_64_hexdigest(path.encode())}.parquet"
+        side = jobfs.path(self.out_dir) / f"side-{xxhash.xxh3_64_hexdigest(path.encode())}.parquet"
         if parts:
             write_parquet_atomic(side, pa.concat_tables(parts))
         return {"sidecar": str(side) if parts else None, "totals": totals}
@@ -308,7 +307,7 @@ class Mix(BarrierStage):
                     "input with `domain:` in the spec (or add a domain column) so rows can be attributed"
                 )
             default_domain = names[0]
-        scratch = Path(ctx.scratch_dir) / f"{self.node_id}-mix"
+        scratch = jobfs.path(ctx.scratch_dir) / f"{self.node_id}-mix"
         scratch.mkdir(parents=True, exist_ok=True)
         files = [f for n in names for f in inputs[n].files]
         scan = _Scan(
@@ -446,7 +445,7 @@ class Mix(BarrierStage):
     def _finish(
         self, ctx: FitContext, plan: dict, manifest: dict, default_domain: str | None
     ) -> dict[str, Any]:
-        write_json_atomic(Path(ctx.state_dir) / "manifest.json", manifest)
+        write_json_atomic(jobfs.path(ctx.state_dir) / "manifest.json", manifest)
         return {
             **plan,
             "seed": self._seed(),

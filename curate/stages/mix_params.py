@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from curate import jobfs
 from curate.params import StageParams
 from curate.stages.mix_allocation import DEFAULT_MAX_EPOCHS, normalize_weights
 
@@ -82,4 +83,4 @@ class MixParams(StageParams):
 
 def read_manifest(state_dir: str | Path) -> dict[str, Any]:
     """The manifest a fitted `mix` node wrote (``<state_dir>/manifest.json``)."""
-    return json.loads((Path(state_dir) / "manifest.json").read_text())
+    return json.loads((jobfs.path(state_dir) / "manifest.json").read_text())

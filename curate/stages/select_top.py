@@ -20,7 +20,6 @@ process:
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +28,7 @@ import pyarrow.compute as pc
 import xxhash
 from pydantic import Field, model_validator
 
-from curate import schema
+from curate import jobfs, schema
 from curate.fit import FitContext, ShardSet
 from curate.parquet_io import iter_file_batches
 from curate.stage import BarrierStage, MapResult, StageError, StageParams, finite_numbers, split_batch
@@ -205,11 +204,9 @@ class _Summarize:
         chars = np.concatenate(chs).astype(np.int64) if chs else np.zeros(0, np.int64)
         idk = np.concatenate(idks) if idks else np.zeros(0, np.uint64)
         order = np.lexsort((idk, key)) if self.id_seed is not None else np.argsort(key, kind="stable")
-        out = Path(self.out_dir) / f"{xxhash.xxh3_64_hexdigest(path.encode())}.npz"
+        out = jobfs.path(self.out_dir) / f"{xxhash.xxh3_64_hexdigest(path.encode())}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.stem + ".part.npz")
-        np.savez(tmp, key=key[order], w=w[order], chars=chars[order], idkey=idk[order] if len(idk) else idk)
-        tmp.replace(out)
+        jobfs.save_npz(out, key=key[order], w=w[order], chars=chars[order], idkey=idk[order] if len(idk) else idk)
         return {
             "summary": str(out),
             "docs": len(key),
@@ -241,7 +238,7 @@ class _RangeTask:
         self.op, self.level, self.t_key, self.lo, self.hi, self.shift = op, level, t_key, lo, hi, shift
 
     def __call__(self, path: str) -> Any:
-        with np.load(path) as d:
+        with jobfs.load_npy(path) as d:
             a, b = _slice(d, self.level, self.t_key, self.lo, self.hi)
             w = d["w"][a:b]
             if self.op == "collect":
@@ -262,7 +259,7 @@ class _KeptTask:
         self.t_key, self.cut_id = t_key, cut_id
 
     def __call__(self, path: str) -> tuple[int, int, int]:
-        with np.load(path) as d:
+        with jobfs.load_npy(path) as d:
             key = d["key"]
             c = int(np.searchsorted(key, np.uint64(self.t_key), "right"))
             if self.cut_id is not None:
@@ -374,7 +371,7 @@ class SelectTop(BarrierStage):
         id_seed = xxhash.xxh3_64_intdigest(f"select_top.ties:{ctx.seed}".encode()) if by_id else None
         files = [f for key in self.data_inputs(list(inputs)) for f in inputs[key].files]
         text_column = next((inputs[k].text_column for k in inputs), ctx.text_column)
-        scratch = Path(ctx.scratch_dir) / "select_top"
+        scratch = jobfs.path(ctx.scratch_dir) / "select_top"
         weight = self._weight()
         summ = ctx.map_files(_Summarize(p, text_column, weight, id_seed, str(scratch), ctx.batch_size), files)
         paths = [s["summary"] for s in summ]
@@ -495,6 +492,6 @@ class SelectTop(BarrierStage):
 
 class _LastKey:
     def __call__(self, path: str) -> int | None:
-        with np.load(path) as d:
+        with jobfs.load_npy(path) as d:
             key = d["key"]
             return int(key[-1]) if len(key) else None

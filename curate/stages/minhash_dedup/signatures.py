@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import schema
+from curate import jobfs, schema
 from curate.fit import FitContext
 from curate.parquet_io import ParquetParts, iter_file_batches, rows_for_bytes
 from curate.stages.minhash_dedup import layout
@@ -61,7 +60,7 @@ class SignatureTask:
         mh = self._hasher()
         c = self.cfg
         name = hashlib.sha1(path.encode("utf-8")).hexdigest()[:16]
-        out = Path(self.out_dir) / f"sig-{name}.parquet"
+        out = jobfs.path(self.out_dir) / f"sig-{name}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         cols = [schema.ID, self.text_column] + ([c["keep_column"]] if c["keep_column"] else [])
         cols += [c["partition_by"]] if c.get("partition_by") and c["partition_by"] not in cols else []

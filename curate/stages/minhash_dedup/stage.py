@@ -7,7 +7,6 @@ only orders them, sizes the shuffles and collects the stats.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +14,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate import schema
+from curate import jobfs, schema
 from curate.components import connected_components
 from curate.fit import FitContext, ShardSet
 from curate.stage import BarrierStage, MapResult, StageError, split_batch
@@ -71,9 +70,8 @@ class MinHashDedup(DedupHooks, BarrierStage):
         n_rows = count_rows(files)
         # one partition per DOCS_PER_PARTITION documents, at least one per worker, at most 4 per worker
         nparts = p.num_partitions or max(par, min(4 * par, -(-n_rows // DOCS_PER_PARTITION)))
-        scratch = Path(ctx.scratch_dir) / "minhash"
-        if scratch.exists():
-            shutil.rmtree(scratch)
+        scratch = jobfs.path(ctx.scratch_dir) / "minhash"
+        jobfs.rmtree(scratch)
         stats: dict[str, Any] = {"bands": p.bands, "rows": p.rows, "threshold": round(threshold(p.bands, p.rows), 4),
                                  "p_candidate_at_0.8": round(float(candidate_probability(0.8, p.bands, p.rows)), 4)}
         clock = PhaseClock()
@@ -113,13 +111,13 @@ class MinHashDedup(DedupHooks, BarrierStage):
         if p.write_index:
             stats["index_version"] = write_index(ctx, cfg, sig_files, decisions)
             clock.mark("write_index")
-        shutil.rmtree(scratch, ignore_errors=True)
+        jobfs.rmtree(scratch)
         stats["phase_seconds"] = clock.marks
         return {"decisions": decisions, "mode": p.mode, "stats": stats}
 
     def _check_columns(self, files: list[str], text_column: str, cfg: dict) -> None:
         for f in files[:1]:
-            names = set(pq.ParquetFile(f).schema_arrow.names)
+            names = set(pq.ParquetFile(str(f)).schema_arrow.names)
             if schema.ID not in names:
                 raise StageError(f"minhash_dedup: input has no {schema.ID!r} column")
             if text_column not in names:

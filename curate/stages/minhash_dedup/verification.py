@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from curate import jobfs
 from curate.components import unique_pairs
 from curate.fit import FitContext, ShardSet
 from curate.stages.minhash_dedup import layout
@@ -86,7 +87,7 @@ def build_node_filter(ctx: FitContext, edge_files: list[str], stem: Path) -> str
         bm = np.zeros(nbits // 8, np.uint8)
     path = stem.parent / f"{stem.name}-{xxhash.xxh3_64_hexdigest(bm.tobytes())}.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, bm)
+    jobfs.save_npy(path, bm)
     return str(path)
 
 
@@ -94,7 +95,7 @@ def filter_nodes(path: str | None) -> int:
     """About how many distinct nodes a filter holds (2 bits each, collisions ignored)."""
     if path is None:
         return 0
-    bm = np.load(path)
+    bm = jobfs.load_npy(path)
     return int(np.unpackbits(bm).sum()) // 2
 
 
@@ -104,7 +105,7 @@ def filter_mask(path: str | None, uids: np.ndarray) -> np.ndarray:
         return np.ones(len(uids), dtype=bool)
     bm = _FILTERS.get(path)
     if bm is None:
-        bm = np.load(path)
+        bm = jobfs.load_npy(path)
         if len(_FILTERS) > 4:
             _FILTERS.clear()
         _FILTERS[path] = bm
