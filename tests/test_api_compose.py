@@ -82,11 +82,12 @@ def test_compose_env_translates_for_local_processes(tmp_path):
     assert env["CURATE_DB_URL"] == "postgresql+psycopg://curate:pw1@127.0.0.1:15432/curate"
     assert env["CURATE_API_TOKEN"] == "dev-api-token-change-me"  # ${X:-default}: empty -> default
     assert env["CURATE_RAY_ADDRESS"] == "127.0.0.1:16379" and env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:19000"
-    assert env["CURATE_DATA_ROOTS"] == f"s3://curate,{tmp_path}/v/data"
+    assert env["CURATE_DATA_ROOTS"] == "s3://curate" and env["CURATE_JOBS_DIR"] == "s3://curate/jobs"
     assert env["CURATE_HOME"] == f"{tmp_path}/v/service"  # compose wins over the image's ENV
     assert env["RAY_USAGE_STATS_ENABLED"] == "0" and env["PYTHONUNBUFFERED"] == "1"  # from the image
     assert "PYTHONUNBUFFERED" not in service_env(cfg, "postgres", {"PYTHONUNBUFFERED": "1"}, loc)
-    assert volume_mounts(svcs["api"]) == {"/var/lib/curate": "curate-data"}
+    assert volume_mounts(svcs["api"]) == {"/var/lib/curate": "curate-service"}
+    assert not volume_mounts(svcs["ray-head"]) and not volume_mounts(svcs["ray-worker"])  # nothing shared
     assert interpolate("$$HOME ${A-x} ${B:+y} $C", {"A": "", "B": "1"}) == "$HOME  y "
     loc.ports.pop(("minio", 9000))
     with pytest.raises(AssertionError, match="minio"):
