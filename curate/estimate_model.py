@@ -49,6 +49,17 @@ class Cluster(BaseModel):
         return self.nodes * self.cpus_per_node
 
 
+def make_cluster(**kw: object) -> Cluster:
+    """A :class:`Cluster`, or :class:`EstimateError` with one clear sentence."""
+    from pydantic import ValidationError
+
+    try:
+        return Cluster(**kw)  # type: ignore[arg-type]
+    except ValidationError as e:
+        msgs = [str(x.get("ctx", {}).get("error") or f"{'.'.join(map(str, x['loc']))}: {x['msg']}") for x in e.errors()]
+        raise EstimateError("; ".join(msgs)) from None
+
+
 class NodePoint(BaseModel):
     """One node (and its step) measured on one sample (shards on one CPU, fit tasks on
     ``Measurements.fit_threads`` threads)."""

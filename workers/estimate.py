@@ -21,7 +21,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.estimate_model import Cluster, Estimate, EstimateError, Measurements, NodePoint, SamplePoint, predict
+from curate.estimate_model import (
+    Cluster,
+    Estimate,
+    EstimateError,
+    Measurements,
+    NodePoint,
+    SamplePoint,
+    predict,
+)
 from curate.registry import get_stage_class
 from curate.spec import PipelineSpec, validate_spec
 from workers.estimate_probe import MeasuredJob
@@ -75,12 +83,11 @@ def measure(
     k = max(16, sample_rows // max(1, n_files))
     docs, nbytes = sum(r["docs"] for r in real.values()), sum(r["bytes"] for r in real.values())
     shards = sum(r["shards"] for r in real.values())
-    if corpus_docs or corpus_bytes:
-        ratio = max(1, shards) / docs
+    if corpus_docs or corpus_bytes:  # a hypothetical corpus: shards as large as the settings allow
         corpus_docs = corpus_docs or int(corpus_bytes * docs / max(1, nbytes))
         corpus_bytes = corpus_bytes or int(corpus_docs * nbytes / docs)
+        shards = max(shards, -(-corpus_docs // ps.settings.rows_per_shard))
         docs, nbytes = corpus_docs, corpus_bytes
-        shards = max(1, round(docs * ratio))
     points = []
     tmp = Path(tempfile.mkdtemp(prefix="curate-estimate-"))
     try:
