@@ -19,6 +19,7 @@ from fastapi import HTTPException, Query, Request
 from api.models import ERRORS, SPEC_BODY, ErrorOut
 from api.routes.deps import ServiceDep, token_router
 from api.service import parse_spec_body
+from api.supervisor import _code_root
 from curate.estimate_model import Cluster, Estimate, EstimateError, make_cluster, parse_size
 
 router = token_router(tags=["estimate"])
@@ -85,9 +86,11 @@ def _run(spec: dict, cluster: Cluster, sizes: list[int | None], rows: int, files
         for flag, v in zip(("--corpus-bytes", "--corpus-docs"), sizes):
             if v:
                 cmd += [flag, str(v)]
+        env = dict(os.environ)  # the child imports this same code, wherever it runs from
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (_code_root(), env.get("PYTHONPATH")) if x)
         timeout = float(os.environ.get("CURATE_ESTIMATE_TIMEOUT_S") or 900)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or None)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or None, env=env)
         except subprocess.TimeoutExpired:
             raise HTTPException(504, f"the estimate took longer than {timeout:.0f} s") from None
     if proc.returncode != 0:
