@@ -74,7 +74,7 @@ class NodePoint(BaseModel):
     map_s: float = 0.0  # the node's share of its step's shard time (one CPU)
     fit_s: float = 0.0
     fit_written_bytes: int = 0  # bytes written during the fit (scratch and state)
-    fit_peak_bytes: int = 0  # peak resident memory above the fit's start, one task at a time
+    fit_peak_bytes: int = 0  # peak memory above the fit's start (fit_threads tasks at once)
     output_bytes: int = 0  # Parquet bytes of the node's parts, when it is materialized
 
 
@@ -225,7 +225,8 @@ def predict(m: Measurements, cluster: Cluster) -> Estimate:
             fit_wall = fline.fixed + fit_work / fit_slots
             cpu += fline.fixed + fit_work
             scratch = _power_at(ns, (pw.fit_written_bytes, pa_.fit_written_bytes, pb.fit_written_bytes), n)
-            mem = fit_line(n0, pa_.fit_peak_bytes, n1, pb.fit_peak_bytes).at(n)
+            # the samples' fits ran fit_threads tasks at once: a task's share of the peak
+            mem = fit_line(n0, pa_.fit_peak_bytes, n1, pb.fit_peak_bytes).at(n) / m.fit_threads
             per_node_tasks = min(cluster.cpus_per_node, fit_slots)
             fits = mem * per_node_tasks <= cluster.memory_per_node
             if not fits:

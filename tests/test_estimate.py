@@ -64,8 +64,8 @@ def _point(docs: int, map_s: float, fit_s: float, written: int, peak: int, wall:
 
 def test_prediction_on_hand_computed_measurements():
     # map: 0.4 s per 4 shards + 1 ms/doc; fit: 1 s + 2 ms/doc (2 threads); scratch 1000 + 10 B/doc;
-    # memory 1 MB + 1 kB/doc; the driver: 1 s + 0
-    pts = [_point(n, 0.4 + 0.001 * n, 1 + 0.002 * n, 1000 + 10 * n, 10**6 + 1000 * n, 1 + 2 * (0.4 + 0.001 * n) + 1 + 0.002 * n)
+    # memory 2 MB + 2 kB/doc for 2 tasks; the driver: 1 s + 0
+    pts = [_point(n, 0.4 + 0.001 * n, 1 + 0.002 * n, 1000 + 10 * n, 2 * (10**6 + 1000 * n), 1 + 2 * (0.4 + 0.001 * n) + 1 + 0.002 * n)
            for n in (100, 400, 1600)]
     m = Measurements(points=pts, real_docs=160_000, real_bytes=16_000_000, real_shards=40, shuffle_partitions=16,
                      fit_threads=2, outputs={"out": "dd"})
