@@ -85,6 +85,7 @@ class SamplePoint(BaseModel):
     input_file_bytes: int
     shards: int
     job_wall_s: float
+    report_s: float = Field(0.0, description="Writing the report (a fixed cost: it reads the job's statistics)")
     nodes: list[NodePoint]
 
 
@@ -227,7 +228,7 @@ def predict(m: Measurements, cluster: Cluster) -> Estimate:
             scratch = _power_at(ns, (pw.fit_written_bytes, pa_.fit_written_bytes, pb.fit_written_bytes), n)
             # the samples' fits ran fit_threads tasks at once: a task's share of the peak
             mem = fit_line(n0, pa_.fit_peak_bytes, n1, pb.fit_peak_bytes).at(n) / m.fit_threads
-            per_node_tasks = min(cluster.cpus_per_node, fit_slots)
+            per_node_tasks = fit_slots if local else min(cluster.cpus_per_node, -(-fit_slots // cluster.nodes))
             fits = mem * per_node_tasks <= cluster.memory_per_node
             if not fits:
                 need = math.ceil(m.shuffle_partitions * mem * per_node_tasks / cluster.memory_per_node)
@@ -252,12 +253,13 @@ def predict(m: Measurements, cluster: Cluster) -> Estimate:
             bytes_per_doc=round(pb.bytes_in / pb.docs_in, 1) if pb.docs_in else 0.0,
             docs_per_s_per_cpu=round(pb.docs_in / work, 1) if work > 0 and pb.docs_in else None,
             wall_s=round(wall, 3)))
-    # the driver's own work (listing, the duplicate-id check, publishing, the report)
-    node_sum = [sum(x.map_s + x.fit_s for x in p.nodes) for p in (a, b)]
-    rest = fit_line(n0, a.job_wall_s - node_sum[0], n1, b.job_wall_s - node_sum[1])
-    driver = rest.fixed + m.cold_start_s + rest.per_doc * n * m.fit_threads / fit_slots
+    # the driver's own work: listing, the duplicate-id check, publishing; the report (fixed)
+    rest_of = [p.job_wall_s - p.report_s - sum(x.map_s + x.fit_s for x in p.nodes) for p in (a, b)]
+    rest = fit_line(n0, rest_of[0], n1, rest_of[1])
+    report = min(a.report_s, b.report_s)
+    driver = report + rest.fixed + m.cold_start_s + rest.per_doc * n * m.fit_threads / fit_slots
     total_wall += driver
-    total_cpu += rest.fixed + rest.per_doc * n * m.fit_threads
+    total_cpu += report + rest.fixed + rest.per_doc * n * m.fit_threads
     outputs = {}
     by_node = {x.node: (x, y) for x, y in zip(a.nodes, b.nodes)}
     for name, nid in m.outputs.items():

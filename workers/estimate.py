@@ -201,4 +201,4 @@ def _run(spec: dict, run_dir: Path, threads: int) -> SamplePoint:
     files = [f for i in job.spec.inputs for f in Path(job.spec.inputs[i].path).rglob("*.parquet")]
     shards = max((ns[s.output].get("shards", 0) for s in job.plan.steps), default=0)
     return SamplePoint(input_docs=input_docs, input_file_bytes=sum(f.stat().st_size for f in files),
-                       shards=shards, job_wall_s=job.wall_s, nodes=points)
+                       shards=shards, job_wall_s=job.wall_s, report_s=job.report_s, nodes=points)

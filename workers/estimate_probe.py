@@ -93,12 +93,13 @@ class StepMeasure:
 
 class MeasuredJob(Job):
     """:class:`workers.job.Job` on the local executor, recording :class:`StepMeasure` per step
-    (``self.measures``, by step id) and the job's wall time (``self.wall_s``)."""
+    (``self.measures``, by step id), the job's wall time (``self.wall_s``) and the report's
+(``self.report_s``)."""
 
     def __init__(self, spec: Any, job_dir: str | Path, fit_threads: int = 1, **kw: Any):
         super().__init__(spec, LocalExecutor(fit_threads=fit_threads), job_dir=job_dir, **kw)
         self.measures: dict[str, StepMeasure] = {}
-        self.wall_s = 0.0
+        self.wall_s = self.report_s = 0.0
 
     def run(self) -> JobResult:
         t0 = time.perf_counter()
@@ -106,6 +107,13 @@ class MeasuredJob(Job):
             return super().run()
         finally:
             self.wall_s = time.perf_counter() - t0
+
+    def _write_report(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            super()._write_report()
+        finally:
+            self.report_s = time.perf_counter() - t0
 
     def _run_step(self, step, shards_by_input):  # type: ignore[override]
         m = self.measures.setdefault(step.id, StepMeasure())
@@ -119,13 +127,14 @@ class MeasuredJob(Job):
         m = self.measures.setdefault(step.id, StepMeasure())
         release_memory()
         w0, t0 = written_bytes(), time.perf_counter()
-        with PeakSampler() as peak:
-            try:
+        peak = PeakSampler()
+        try:
+            with peak:
                 return super()._fit(step, fp)
-            finally:
-                m.fit_s = time.perf_counter() - t0
-                m.fit_written = written_bytes() - w0
-        m.fit_peak = peak.growth
+        finally:
+            m.fit_s = time.perf_counter() - t0
+            m.fit_written = written_bytes() - w0
+            m.fit_peak = peak.growth
 
 
 def pss_bytes() -> int:
