@@ -170,15 +170,13 @@ def test_route_estimates_under_the_token_and_the_sandbox(api):
 
 def test_route_refuses_a_second_estimate_while_one_runs(api):
     c, app, spec, _ = api
-    c.get("/healthz")
-    from api.routes import estimate as route
-
-    slots = threading.BoundedSemaphore(1)
+    slots = threading.BoundedSemaphore(1)  # the bound the route keeps on the app (CURATE_MAX_ESTIMATES=1)
     app.state.estimate_slots = slots
-    assert route._slots  # the route reads app.state.estimate_slots
-    slots.acquire()
+    slots.acquire()  # an estimate is running
     try:
         r = c.post("/v1/estimate?sample_rows=64", json=spec)
         assert r.status_code == 429 and "already running" in r.json()["detail"]
     finally:
         slots.release()
+    assert slots.acquire(blocking=False)  # a refused request holds no slot
+    slots.release()
