@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from api.config import Config
 from api.middleware import BodyLimit
 from api.read_cache import ReadCache
-from api.routes import catalogue, health, jobs, schedules
+from api.routes import catalogue, estimate, health, jobs, schedules
 from api.scheduler import BadCron
 from api.security import PathNotAllowed
 from api.service import BadSpec, Service
@@ -32,7 +32,7 @@ log = logging.getLogger("curate.api")
 
 PUBLIC_ROUTERS = [health.router, catalogue.public_router]
 """Routers open without the token: health, readiness, metrics, the stage catalogue."""
-PROTECTED_ROUTERS = [catalogue.router, jobs.router, schedules.router]
+PROTECTED_ROUTERS = [catalogue.router, estimate.router, jobs.router, schedules.router]
 """Routers whose every route needs the token (``token_router``)."""
 
 

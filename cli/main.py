@@ -9,6 +9,7 @@ from cli import (
     fasttext_commands,
     lm_commands,
     pipeline_commands,
+    plan_commands,
     preselect_commands,
     report_commands,
     sample_commands,
@@ -25,6 +26,7 @@ app = typer.Typer(
 
 for _module in (
     pipeline_commands,
+    plan_commands,
     sample_commands,
     preselect_commands,
     fasttext_commands,
