@@ -308,3 +308,36 @@ def test_service_with_s3_jobs_root_serves_its_artifacts(s3, tmp_path):
     local = sorted(str(p.relative_to(tmp_path / "home")) for p in (tmp_path / "home").rglob("*") if p.is_file())
     assert [p for p in local if not p.startswith("curate.db")] == [
         f"drivers/{jid}/driver.log", f"drivers/{jid}/submitted_spec.json"]
+
+
+def test_s3_job_dir_has_a_single_owner(s3, corpus, tmp_path):
+    """A second run on a live run's S3 job directory is refused naming the holder; a stale
+    lock (its heartbeat old) is taken over; the lock object is gone when the run ends."""
+    import time as _time
+
+    from workers.output_lock import LockHeld
+    from workers.remote_lock import RemoteJobLock, remote_lock_object
+
+    fs, _ = s3
+    from curate import jobfs
+
+    job = jobfs.path(f"s3://{BUCKET}/jobs/owned")
+    lock_key = remote_lock_object(job).key
+    owner = {"job_dir": str(job), "job_id": "job-a", "host": "elsewhere", "pid": 1, "pid_started": 0.0}
+    first = RemoteJobLock(job, owner).acquire()
+    try:
+        assert json.loads(fs.open_input_stream(lock_key).read())["job_id"] == "job-a"
+        with pytest.raises(LockHeld, match="job job-a"):  # exactly one owner, even of two locks
+            RemoteJobLock(job, {**owner, "job_id": "job-b"}).acquire()
+        spec = quickstart(corpus, f"s3://{BUCKET}/data/*.parquet", f"s3://{BUCKET}/out-owned")
+        with pytest.raises(LockHeld, match="job job-a"):
+            run_pipeline(spec, executor="local", job_dir=str(job))
+    finally:
+        first.release()
+    assert fs.get_file_info(lock_key).type == pafs.FileType.NotFound
+    # a lock whose holder stopped beating (another host, heartbeat 10 minutes old) is stale
+    with fs.open_output_stream(lock_key) as f:
+        f.write(json.dumps({**owner, "heartbeat": _time.time() - 600}).encode())
+    res = run_pipeline(spec, executor="local", job_dir=str(job))
+    assert res.ledger["exact"]["in"] > 0
+    assert fs.get_file_info(lock_key).type == pafs.FileType.NotFound

@@ -44,6 +44,7 @@ from workers.outputs import (
     read_output,
     restage_published,
 )
+from workers.remote_lock import job_dir_lock
 
 __all__ = ["Job", "JobFailed", "JobResult", "LedgerError", "read_output"]
 
@@ -104,10 +105,13 @@ class Job:
     def run(self) -> JobResult:
         """Run the job holding its locks (job directory and every local output): a second
         run on either is refused with :class:`workers.output_lock.LockHeld`, naming the holder.
-        An object-store job directory has no lock file (no exclusive create there)."""
-        own = [] if jobfs.is_remote(self.job_dir) else [self.job_dir]
-        with PathLocks([*own, *local_outputs(self.spec)], self.job_dir):
-            return self._run()
+        An object-store job directory is locked by conditional writes (:mod:`workers.remote_lock`)."""
+        remote = jobfs.is_remote(self.job_dir)
+        with PathLocks([*([] if remote else [self.job_dir]), *local_outputs(self.spec)], self.job_dir) as locks:
+            if not remote:
+                return self._run()
+            with job_dir_lock(self.job_dir, locks):
+                return self._run()
 
     def _run(self) -> JobResult:
         started = time.time()
