@@ -292,6 +292,40 @@ def _unique_sets(hashes, offsets):
 
 
 @nb.njit(cache=True, nogil=True)
+def _unique_counts(hashes, offsets):
+    """Distinct shingle hashes per document (an open-addressing hash set per document:
+    linear time, no sort)."""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.int64)
+    table = np.empty(16, dtype=np.uint64)
+    used = np.zeros(16, dtype=np.bool_)
+    for d in range(n):
+        m = offsets[d + 1] - offsets[d]
+        size = 16
+        while size < 2 * m:
+            size <<= 1
+        if size > table.shape[0]:
+            table = np.empty(size, dtype=np.uint64)
+            used = np.zeros(size, dtype=np.bool_)
+        mask = np.uint64(size - 1)
+        for q in range(size):
+            used[q] = False
+        c = 0
+        for i in range(offsets[d], offsets[d + 1]):
+            h = hashes[i]
+            p = (h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+            p &= mask
+            while used[p] and table[p] != h:
+                p = (p + np.uint64(1)) & mask
+            if not used[p]:
+                used[p] = True
+                table[p] = h
+                c += 1
+        out[d] = c
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
 def sorted_jaccard(va, oa, ia, vb, ob, ib):
     """Jaccard of pairs of sorted unique sets: pair ``k`` is set ``ia[k]`` of (va, oa)
     against set ``ib[k]`` of (vb, ob). Two empty sets have Jaccard 0."""
@@ -513,8 +547,10 @@ class MinHasher:
         flat = sha1_hashes([s for d in docs for s in d], bits) if offsets[-1] else np.zeros(0, np.uint64)
         return datasketch_signature_of_hashes(flat, offsets, self.a, self.b, self.variant)
 
-    def signatures(self, texts: Sequence[str | None], with_sets: bool = False) -> BatchSignatures:
-        """Signatures of a batch (and, with ``with_sets``, the shingle-hash sets)."""
+    def signatures(self, texts: Sequence[str | None], with_sets: bool = False,
+                   count_unique: bool = False) -> BatchSignatures:
+        """Signatures of a batch (and, with ``with_sets``, the shingle-hash sets; with
+        ``count_unique``, ``n_shingles`` counts distinct shingles without building sets)."""
         hv, off = self.shingle_hashes(texts)
         if self.scheme == "fast":
             sig = _minhash_affine64(hv, off, self.a, self.b)
@@ -529,7 +565,17 @@ class MinHasher:
             sv, so = _unique_sets(hv, off)
             out.set_values, out.set_offsets = sv, so
             out.n_shingles = np.diff(so)
+        elif count_unique:
+            if self.scheme != "fast":
+                hv, off = self.fast_shingle_hashes(texts)
+            out.n_shingles = _unique_counts(hv, off)
         return out
+
+    def shingle_sets(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted unique 64-bit shingle hashes of every document (flat values + offsets):
+        the sets exact-Jaccard verification compares, whatever the signature scheme."""
+        hv, off = self.fast_shingle_hashes(texts)
+        return _unique_sets(hv, off)
 
     def describe(self) -> dict:
         """What a persisted signature set depends on (stored with every index)."""

@@ -27,7 +27,6 @@ from curate.stages.minhash_dedup.layout import SourceKind, count_rows, sources
 from curate.stages.minhash_dedup.lsh import find_candidate_edges
 from curate.stages.minhash_dedup.params import MinHashDedupParams, fit_config, parse_keep
 from curate.stages.minhash_dedup.signatures import compute_signatures
-from curate.stages.minhash_dedup.verification import verify_edges
 from curate.text.lsh import candidate_probability, threshold
 
 REASON = "near_duplicate"
@@ -78,8 +77,9 @@ class MinHashDedup(DedupHooks, BarrierStage):
                                  "p_candidate_at_0.8": round(float(candidate_probability(0.8, p.bands, p.rows)), 4)}
         clock = PhaseClock()
 
-        sig_files, stats["docs"], stats["docs_without_shingles"] = compute_signatures(
+        sig_inputs, stats["docs"], stats["docs_without_shingles"] = compute_signatures(
             ctx, cfg, files, text_column, str(scratch / "sig"))
+        sig_files = [s for s, _ in sig_inputs]
         clock.mark("signatures")
 
         index = open_index(ctx, cfg)
@@ -93,25 +93,24 @@ class MinHashDedup(DedupHooks, BarrierStage):
         stats["candidate_edges"] = count_rows(edges)
         clock.mark("lsh")
 
-        if p.verify_jaccard is not None and edges:
-            edges, stats["verify_partitions"] = verify_edges(ctx, edges, own + index_sets, p.verify_jaccard,
-                                                             nparts, scratch)
-            stats["verified_edges"] = count_rows(edges)
-            clock.mark("verify")
-
+        # with verification these are candidate components: the keep phase verifies and splits them
         cc_files, cc_stats = connected_components(ctx, edges, nparts, name="minhash/cc")
         stats["cc_rounds"] = cc_stats["rounds"]
-        stats["docs_in_clusters"] = cc_stats.get("nodes", 0)
+        stats["docs_in_candidate_clusters" if p.verify_jaccard is not None else "docs_in_clusters"] = \
+            cc_stats.get("nodes", 0)
         clock.mark("components")
 
         index_meta = index_sets if p.verify_jaccard is not None else index_bands
-        outs = choose_keepers(ctx, cfg, cc_files, edges, sig_files, index_meta, index_sets, nparts, scratch)
+        outs, mparts = choose_keepers(ctx, cfg, cc_files, edges, sig_inputs, text_column, index_meta, nparts,
+                                      scratch)
+        if p.verify_jaccard is not None:
+            stats["verify_partitions"] = mparts
         decisions = ctx.persist(outs, "decisions")
         stats.update(decision_counts(decisions))
-        clock.mark("keep")
+        clock.mark("verify_keep" if p.verify_jaccard is not None else "keep")
 
         if p.write_index:
-            stats["index_version"] = write_index(ctx, cfg, sig_files, decisions)
+            stats["index_version"] = write_index(ctx, cfg, sig_inputs, text_column, decisions)
             clock.mark("write_index")
         shutil.rmtree(scratch, ignore_errors=True)
         stats["phase_seconds"] = clock.marks
