@@ -136,3 +136,31 @@ def test_arrow_input_matches_python_strings():
             assert np.array_equal(ref.set_offsets, got.set_offsets)
         part = mh.signatures(pa.array(texts).slice(2, 3), with_sets=True)
         assert np.array_equal(part.sig, mh.signatures(texts[2:5]).sig)
+
+
+def test_permutation_kernel_matches_a_plain_reference():
+    """The kernel takes shingles four at a time: every remainder (0-3 left over, empty
+    documents included) gives the plain per-shingle minimum of ``a*h + b mod 2^64``."""
+    from curate.text.minhash import _minhash_affine64
+
+    rng = np.random.default_rng(7)
+    lens = np.array([0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 0, 64])
+    off = np.zeros(len(lens) + 1, np.int64)
+    np.cumsum(lens, out=off[1:])
+    hv = rng.integers(0, 2**64, off[-1], dtype=np.uint64, endpoint=False)
+    mh = MinHasher(112, 5, 3)
+    got = _minhash_affine64(hv, off, mh.a, mh.b)
+    for d in range(len(lens)):
+        seg = hv[off[d]:off[d + 1]]
+        want = (np.full(112, 2**64 - 1, np.uint64) if len(seg) == 0 else
+                (mh.a[None, :] * seg[:, None] + mh.b[None, :]).min(axis=0))
+        assert np.array_equal(got[d], want), d
+
+
+@pytest.mark.parametrize("scheme", ["fast", "datasketch"])
+def test_distinct_shingle_counts_equal_the_set_sizes(scheme):
+    texts = ["a b c d e a b c d e a b c d e", "", "one two", "x y z w v u " * 40, "punct !! only ..", None]
+    mh = MinHasher(16, 5, 2, scheme)
+    counted = mh.signatures(texts, count_unique=True).n_shingles
+    sets = mh.signatures(texts, with_sets=True)
+    assert counted.tolist() == np.diff(sets.set_offsets).tolist() == [5, 0, 1, 6, 1, 0]
