@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.fit import FitContext, LocalTaskRunner, ShardSet
 from curate import registry
+from curate.fit import FitContext, LocalTaskRunner, ShardSet
 from curate.spec import validate_spec
 from curate.stages.minhash_dedup import MinHashDedup
 from curate.testing.neardup import make_corpus, score_removals
