@@ -102,20 +102,13 @@ class MetaMap:
             yield pa.table(data)
 
 
-def _rows(t: pa.Table, column: str) -> tuple[pa.Table, pa.Table]:
-    """Rows where ``column`` is set, and the others."""
-    if column not in t.column_names:
-        return t.slice(0, 0), t
-    has = pc.is_valid(t.column(column))
-    return t.filter(has), t.filter(pc.invert(has))
-
-
 def meta_join(t: pa.Table) -> pa.Table | None:
     """Component members with their metadata (and text), and candidate edges, re-keyed by
-    component root."""
-    comp, rest = _rows(t, "root")
-    edges, rest = _rows(rest, "other")
-    texts, meta = _rows(rest, TEXT)
+    component root. Text rows are split off first, so texts are copied once."""
+    texts, rest = _rows(t, TEXT)
+    rest = rest.drop_columns([TEXT]) if TEXT in rest.column_names else rest
+    comp, rest = _rows(rest, "root")
+    edges, meta = _rows(rest, "other")
     mk = int64s(meta, "node")
     if len(mk):
         # distinct document ids must map to distinct node ids
@@ -140,10 +133,9 @@ def meta_join(t: pa.Table) -> pa.Table | None:
     for c in (KEEP_VALUE, SHINGLES):
         if c in meta.column_names:
             data[c] = meta.column(c).take(sel)
-    if TEXT in texts.column_names:
+    if texts.num_rows:
         ti, tf = lookup(node, int64s(texts, "node"))
-        text = texts.column(TEXT).take(pa.array(ti, pa.int64())) if texts.num_rows else pa.nulls(len(node), pa.large_string())
-        data[TEXT] = pc.if_else(pa.array(tf), text, pa.nulls(len(node), pa.large_string()))
+        data[TEXT] = texts.column(TEXT).take(pa.array(ti, pa.int64(), mask=~tf))  # members without text: null
     members = pa.table(data)
     if edges.num_rows == 0:
         return members
@@ -152,6 +144,16 @@ def meta_join(t: pa.Table) -> pa.Table | None:
     routed = pa.table({"component": pa.array(root, pa.int64()), "uid": edges.column("node").filter(pa.array(rf)),
                        "other": edges.column("other").filter(pa.array(rf))})
     return pa.concat_tables([members, routed], promote_options="default")
+
+
+def _rows(t: pa.Table, column: str) -> tuple[pa.Table, pa.Table]:
+    """Rows where ``column`` is set, and the others."""
+    if column not in t.column_names:
+        return t.slice(0, 0), t
+    has = pc.is_valid(t.column(column))
+    if not pc.any(has).as_py():
+        return t.slice(0, 0), t
+    return t.filter(has), t.filter(pc.invert(has))
 
 
 class _Passthrough:
