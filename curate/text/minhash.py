@@ -113,6 +113,21 @@ def _is_arrow(x) -> bool:
     return type(x).__module__.startswith("pyarrow") and hasattr(x, "to_pylist")
 
 
+def _normalized(arr):
+    """NFKC + lowercase UTF-8 of every text of an Arrow string array, as a large_binary
+    array built one document at a time (never a Python string per document at once: a
+    chunk of non-Latin text is ~4x its UTF-8 size as Python strings)."""
+    import pyarrow as pa
+
+    out = bytearray()
+    offs = np.zeros(len(arr) + 1, dtype=np.int64)
+    for i in range(len(arr)):
+        out += unicodedata.normalize("NFKC", arr[i].as_py()).lower().encode("utf-8", "surrogatepass")
+        offs[i + 1] = len(out)
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(arr), [None, pa.py_buffer(offs),
+                                                                          pa.py_buffer(bytes(out))])
+
+
 def _encode_arrow(arr) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_encode_batch` of an Arrow string array without a Python string per ASCII
     document: ASCII rows are used straight from the Arrow buffer (zero copy when every
@@ -130,9 +145,7 @@ def _encode_arrow(arr) -> tuple[np.ndarray, np.ndarray]:
         arr = pc.fill_null(arr, "")
     ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
     if not ascii_.all():
-        texts = arr.filter(pa.array(~ascii_)).to_pylist()
-        norm = pa.array([unicodedata.normalize("NFKC", t).lower().encode("utf-8", "surrogatepass")
-                         for t in texts], pa.large_binary())
+        norm = _normalized(arr.filter(pa.array(~ascii_)))
         idx = np.cumsum(~ascii_) - 1
         order = np.where(ascii_, np.arange(len(arr)), len(arr) + idx)
         both = pa.concat_arrays([arr.cast(pa.large_binary()), norm])
