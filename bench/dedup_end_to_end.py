@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -79,26 +78,26 @@ def write_chars(p) -> int:
     return 0
 
 
-class TreeRss:
-    """Polls the RSS and PSS of a process tree every 0.05 s (peak of the sums), and the
-    bytes its child processes wrote (the last value seen of each)."""
+def run_measured(cmd: list[str]) -> tuple[int, int, int]:
+    """Run ``cmd``, polling its process tree every 0.05 s from this process (so the poller
+    costs the measured process nothing): peak tree RSS and PSS, and the bytes its
+    descendants wrote (the last value seen of each; the process itself reports its own)."""
+    import psutil
 
-    def __init__(self, proc=None):
-        import psutil
-
-        self.p, self.peak, self.peak_pss, self.stop = proc or psutil.Process(), 0, 0, False
-        self.child_writes: dict[int, int] = {}
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        while not self.stop:
-            rss, pss = tree_mem(self.p)
-            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
-            with contextlib.suppress(Exception):
-                for c in self.p.children(recursive=True):
-                    self.child_writes[c.pid] = max(self.child_writes.get(c.pid, 0), write_chars(c))
-            time.sleep(0.05)
+    proc = subprocess.Popen(cmd)
+    ps = psutil.Process(proc.pid)
+    peak = peak_pss = 0
+    writes: dict[int, int] = {}
+    while proc.poll() is None:
+        rss, pss = tree_mem(ps)
+        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
+        with contextlib.suppress(Exception):
+            for c in ps.children(recursive=True):
+                writes[c.pid] = max(writes.get(c.pid, 0), write_chars(c))
+        time.sleep(0.05)
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[2:4]} failed with exit code {proc.returncode}")
+    return peak, peak_pss, sum(writes.values())
 
 
 def _dir_bytes(p: Path, pattern: str) -> int:
@@ -113,7 +112,6 @@ def run_curate(files: list[str], work: Path, params: dict, workers: int, kind: s
     st = MinHashDedup(params).bind("near", seed=1)
     runner = PoolRunner(workers) if kind == "processes" else ThreadTaskRunner(workers)
     ctx = FitContext(runner=runner, state_dir=work / "state", scratch_dir=work / "scratch", seed=1, node_id="near")
-    rss = TreeRss()
     w0 = write_chars(psutil.Process())
     t0 = time.perf_counter()
     state = st.fit({"in": ShardSet(files=tuple(files))}, ctx)
@@ -124,9 +122,7 @@ def run_curate(files: list[str], work: Path, params: dict, workers: int, kind: s
         if r.rejected is not None:
             removed.update(r.rejected.column("id").to_pylist())
     wall = time.perf_counter() - t0
-    rss.stop = True
-    rss.t.join()
-    written = write_chars(psutil.Process()) - w0 + sum(rss.child_writes.values())
+    written = write_chars(psutil.Process()) - w0  # (a process pool's workers: counted by the parent)
     if kind == "processes":
         runner.pool.shutdown()
     else:
@@ -137,27 +133,17 @@ def run_curate(files: list[str], work: Path, params: dict, workers: int, kind: s
     # forking parent's RSS, which holds the generated corpus)
     hwm = next((int(ln.split()[1]) / 1024 for ln in Path("/proc/self/status").read_text().splitlines()
                 if ln.startswith("VmHWM:")), 0.0)
-    return removed, {"wall_s": round(wall, 2), "fit_s": round(t_fit, 2), "peak_tree_rss_mb": round(rss.peak / 2**20),
-                     "peak_tree_pss_mb": round(rss.peak_pss / 2**20), "driver_hwm_mb": round(hwm), "stats": state["stats"],
+    return removed, {"wall_s": round(wall, 2), "fit_s": round(t_fit, 2), "driver_hwm_mb": round(hwm),
+                     "stats": state["stats"],
                      "scratch_bytes": written - kept_files}
 
 
 def measure_datasketch(files: list[str], work: Path) -> tuple[set[str], float, int, int, int]:
     """:func:`run_datasketch` in a process of its own: removed ids, wall seconds, peak tree
-    RSS and PSS, bytes written."""
-    import psutil
-
+    RSS and PSS, bytes written by its descendants (it has none: it writes nothing)."""
     job = work / "datasketch-job.json"
     job.write_text(json.dumps({"files": files}))
-    proc = subprocess.Popen([sys.executable, __file__, "--run-datasketch", str(job)])
-    ps = psutil.Process(proc.pid)
-    peak = peak_pss = written = 0
-    while proc.poll() is None:
-        rss, pss = tree_mem(ps)
-        peak, peak_pss, written = max(peak, rss), max(peak_pss, pss), max(written, write_chars(ps))
-        time.sleep(0.05)
-    if proc.returncode:
-        raise RuntimeError("datasketch run failed")
+    peak, peak_pss, written = run_measured([sys.executable, __file__, "--run-datasketch", str(job)])
     res = json.loads((work / "datasketch-result.json").read_text())
     return set(res["removed"]), res["wall_s"], peak, peak_pss, written
 
@@ -285,9 +271,11 @@ def main() -> None:
     job = work / "curate-job.json"
     job.write_text(json.dumps({"files": files, "work": str(work / "curate"), "params": params,
                                "workers": a.workers, "runner": a.runner}))
-    subprocess.run([sys.executable, __file__, "--run-curate", str(job)], check=True)
+    peak, peak_pss, child_writes = run_measured([sys.executable, __file__, "--run-curate", str(job)])
     res = json.loads((work / "curate-result.json").read_text())
     removed, info = set(res["removed"]), res["info"]
+    info.update(peak_tree_rss_mb=round(peak / 2**20), peak_tree_pss_mb=round(peak_pss / 2**20))
+    info["scratch_bytes"] += child_writes
     kept_docs = n_docs - len(removed)
     scratch = info["scratch_bytes"]
     print(f"curate minhash_dedup (14x8, verify_jaccard {eff.verify_jaccard}, verify_split {eff.verify_split}, "
