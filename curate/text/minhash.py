@@ -91,9 +91,36 @@ def word_table() -> np.ndarray:
     return _WORD_TABLE
 
 
+_LOWER_TABLE: np.ndarray | None = None
+#: the only code points whose ``str.lower()`` is not one fixed code point: U+0130 lowers to
+#: two, and U+03A3 (capital sigma) to final or medial sigma by context. A text holding one
+#: is lowercased by Python; every other text by the kernel, through :func:`lower_table`.
+_CONTEXT_LOWER = ("\u0130", "\u03a3")
+
+
+def lower_table() -> np.ndarray:
+    """``table[cp]`` is the code point of ``chr(cp).lower()`` (``cp`` itself for U+0130)."""
+    global _LOWER_TABLE
+    if _LOWER_TABLE is None:
+        every = "".join(map(chr, range(0x110000))).replace("\u0130", "\x00").lower()
+        table = np.frombuffer(every.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int32)
+        table[0x130] = 0x130
+        _LOWER_TABLE = table
+    return _LOWER_TABLE
+
+
+def _prepare(text: str) -> bytes:
+    """A non-ASCII text for the kernel: NFKC, lowercased here only if the kernel's
+    per-code-point lowercase would differ from ``str.lower()``."""
+    t = unicodedata.normalize("NFKC", text)
+    if _CONTEXT_LOWER[0] in t or _CONTEXT_LOWER[1] in t:
+        t = t.lower()
+    return t.encode("utf-8", "surrogatepass")
+
+
 def _encode_batch(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the texts' UTF-8 bytes for the kernel: ASCII as is (the kernel lowercases
-    it), others NFKC-normalized and lowercased first (the kernel splits words on them)."""
+    """Concatenate the texts' UTF-8 bytes for the kernel: ASCII as is, others NFKC-normalized
+    first (:func:`_prepare`); the kernel lowercases and splits words."""
     parts: list[bytes] = []
     for t in texts:
         if t is None:
@@ -101,7 +128,7 @@ def _encode_batch(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         elif t.isascii():
             parts.append(t.encode("ascii"))
         else:
-            parts.append(unicodedata.normalize("NFKC", t).lower().encode("utf-8", "surrogatepass"))
+            parts.append(_prepare(t))
     lens = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
@@ -114,15 +141,15 @@ def _is_arrow(x) -> bool:
 
 
 def _normalized(arr):
-    """NFKC + lowercase UTF-8 of every text of an Arrow string array, as a large_binary
-    array built one document at a time (never a Python string per document at once: a
-    chunk of non-Latin text is ~4x its UTF-8 size as Python strings)."""
+    """:func:`_prepare` of every text of an Arrow string array, as a large_binary array
+    built one document at a time (never a Python string per document at once: a chunk of
+    non-Latin text is ~4x its UTF-8 size as Python strings)."""
     import pyarrow as pa
 
     out = bytearray()
     offs = np.zeros(len(arr) + 1, dtype=np.int64)
     for i in range(len(arr)):
-        out += unicodedata.normalize("NFKC", arr[i].as_py()).lower().encode("utf-8", "surrogatepass")
+        out += _prepare(arr[i].as_py())
         offs[i + 1] = len(out)
     return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(arr), [None, pa.py_buffer(offs),
                                                                           pa.py_buffer(bytes(out))])
@@ -174,11 +201,12 @@ def _fmix64(h):
 
 
 @nb.njit(cache=True, nogil=True)
-def _shingle_hashes(buf, offsets, ngram, seed, table):
+def _shingle_hashes(buf, offsets, ngram, seed, table, lower):
     """Flat 64-bit shingle hashes of every document and their per-document offsets.
 
-    Words are maximal runs of code points with ``table[cp]`` (UTF-8 decoded here); ASCII
-    letters are lowercased. Each word's UTF-8 bytes are hashed (FNV-1a + fmix64)."""
+    Code points are UTF-8 decoded here and lowercased through ``lower``; words are maximal
+    runs of lowercased code points with ``table[cp]``. Each word's lowercased UTF-8 bytes
+    are hashed (FNV-1a + fmix64)."""
     n = offsets.shape[0] - 1
     maxlen = 0
     for d in range(n):
@@ -198,6 +226,7 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
         end = offsets[d + 1]
         while i < end:
             c = buf[i]
+            cp = 0
             if c < 0x80:
                 w = (c >= 48 and c <= 57) or (c >= 97 and c <= 122) or (c >= 65 and c <= 90)
                 ln = 1
@@ -218,16 +247,28 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
                     ln = end - i
                 for q in range(1, ln):
                     cp = (cp << 6) | (buf[i + q] & 0x3F)
+                if ln > 1 and cp < lower.shape[0]:
+                    cp = lower[cp]
                 w = cp < table.shape[0] and table[cp]
             if w:
                 if not intok:
                     intok = True
                     h = seed
-                for q in range(ln):
-                    b = buf[i + q]
-                    if b >= 65 and b <= 90:
-                        b += 32
+                if c < 0x80:
+                    b = c + 32 if c >= 65 and c <= 90 else c
                     h = (h ^ np.uint64(b)) * fnv
+                elif cp < 0x800:
+                    h = (h ^ np.uint64(0xC0 | (cp >> 6))) * fnv
+                    h = (h ^ np.uint64(0x80 | (cp & 0x3F))) * fnv
+                elif cp < 0x10000:
+                    h = (h ^ np.uint64(0xE0 | (cp >> 12))) * fnv
+                    h = (h ^ np.uint64(0x80 | ((cp >> 6) & 0x3F))) * fnv
+                    h = (h ^ np.uint64(0x80 | (cp & 0x3F))) * fnv
+                else:
+                    h = (h ^ np.uint64(0xF0 | (cp >> 18))) * fnv
+                    h = (h ^ np.uint64(0x80 | ((cp >> 12) & 0x3F))) * fnv
+                    h = (h ^ np.uint64(0x80 | ((cp >> 6) & 0x3F))) * fnv
+                    h = (h ^ np.uint64(0x80 | (cp & 0x3F))) * fnv
             elif intok:
                 tok[ntok] = _fmix64(h)
                 ntok += 1
@@ -517,7 +558,7 @@ class MinHasher:
 
         ``texts`` is a sequence of strings or an Arrow string array (no Python objects)."""
         buf, offsets = _encode_arrow(texts) if _is_arrow(texts) else _encode_batch(texts)
-        return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed, word_table())
+        return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed, word_table(), lower_table())
 
     def shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Flat base hashes of every shingle occurrence and per-document offsets."""
