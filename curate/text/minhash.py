@@ -18,8 +18,9 @@ Two signature schemes:
 * ``fast`` (default): words are hashed to 64 bits and combined into 64-bit shingle
   hashes inside a numba kernel that runs over the UTF-8 bytes of a whole batch; each of
   the ``num_perm`` permutations is the affine map ``a*h + b mod 2^64`` (odd ``a``)
-  of the avalanche-mixed shingle hash. ASCII documents never leave the kernel (the
-  kernel lowercases and splits them itself); others are normalized in Python first.
+  of the avalanche-mixed shingle hash. ASCII documents never leave the kernel; others are
+  NFKC-normalized in Python first, and the kernel lowercases every code point through a
+  table (texts with a context-dependent lowercase are lowercased by Python instead).
 * ``datasketch``: bit-identical to ``datasketch.MinHash`` 2.x over the same shingles
   (UTF-8 of the words joined by single spaces), seed and ``num_perm``, for its
   ``affine32`` (2.x default), ``affine64`` and ``legacy`` permutation schemes.

@@ -1,7 +1,7 @@
 """The ``minhash_dedup`` barrier stage: its contract, the fit that runs the phases, and the
 per-batch decision lookup.
 
-The phases live in sibling modules (signatures, lsh, verification, keep, index); the fit
+The phases live in sibling modules (signatures, lsh, keep with verification, index); the fit
 only orders them, sizes the shuffles and collects the stats.
 """
 
@@ -38,7 +38,8 @@ class MinHashDedup(DedupHooks, BarrierStage):
 
     Word 5-gram shingles after NFKC/lowercase/punctuation folding; 112 permutations as
     14 bands x 8 rows (FineWeb/datatrove defaults; P(candidate) 0.92 at Jaccard 0.8,
-    0.99 at 0.85). Optional exact Jaccard verification of every candidate edge, a keep
+    0.99 at 0.85). Exact Jaccard verification of every candidate pair (default 0.8, coverage
+    split; ``verify_jaccard: null`` turns it off), a keep
     policy (lowest_id, longest, highest:<col>, newest:<col>, source_priority:[...]),
     annotate mode (dup_cluster, dup_cluster_size, dup_kept) and a persisted, versioned
     band index to dedup later snapshots against (write_index / against_index).
