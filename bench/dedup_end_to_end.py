@@ -5,11 +5,14 @@ Jaccard ground truth). ``--data DIR`` runs on a dev set with ground truth instea
 (``DIR/shards/*.parquet`` + ``DIR/ground_truth``; scored by ``--eval`` =
 ``shared/tools/eval_dedup.py`` at T=0.8).
 
-Prints wall time, peak RSS (this process + children, and the tree), bytes per document of
-the written band index (bands alone and with verification sets), and precision /
-recall / F1 at T=0.8. With ``--datasketch`` (default on) it also runs datasketch 2.x
-MinHashLSH + Jaccard check (shared/tools/run_datasketch.py semantics, in-process here) on
-the same files and prints the ratios. Fit tasks run on 2 threads of one process, as the local
+curate runs at the stage's **defaults** (``--verify``/``--split`` override them;
+``--verify 0`` runs unverified). Prints wall time, peak RSS and PSS of the process tree,
+**scratch bytes written** (every byte the fit's processes wrote, minus the persisted state
+and index) against the input's Parquet bytes, bytes per document of the band index (with
+``--write-index``) and precision / recall / F1 at T=0.8. Unless ``--no-datasketch``, it
+also runs datasketch 2.x MinHashLSH + Jaccard check (shared/tools/run_datasketch.py
+semantics) in a process of its own on the same files, measured the same way, and prints
+the ratios. Fit tasks run on 2 threads of one process, as the local
 executor runs them (``--runner processes``: a 2-process pool, as Ray tasks would).
 
 usage: python bench/dedup_end_to_end.py [--docs 100000] [--data DIR] [--eval PATH]
@@ -27,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -69,34 +71,48 @@ def tree_mem(p) -> tuple[int, int]:
     return rss, pss
 
 
-class TreeRss:
-    """Polls the RSS and PSS of this process tree every 0.1 s (peak of the sums)."""
+def write_chars(p) -> int:
+    """Bytes a process has written through write() so far (/proc/PID/io wchar)."""
+    with contextlib.suppress(Exception):
+        return p.io_counters().write_chars
+    return 0
 
-    def __init__(self):
-        import psutil
 
-        self.p, self.peak, self.peak_pss, self.stop = psutil.Process(), 0, 0, False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
+def run_measured(cmd: list[str]) -> tuple[int, int, int]:
+    """Run ``cmd``, polling its process tree every 0.05 s from this process (so the poller
+    costs the measured process nothing): peak tree RSS and PSS, and the bytes its
+    descendants wrote (the last value seen of each; the process itself reports its own)."""
+    import psutil
 
-    def _run(self):
-        while not self.stop:
-            rss, pss = tree_mem(self.p)
-            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
-            time.sleep(0.05)
+    proc = subprocess.Popen(cmd)
+    ps = psutil.Process(proc.pid)
+    peak = peak_pss = 0
+    writes: dict[int, int] = {}
+    while proc.poll() is None:
+        rss, pss = tree_mem(ps)
+        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
+        with contextlib.suppress(Exception):
+            for c in ps.children(recursive=True):
+                writes[c.pid] = max(writes.get(c.pid, 0), write_chars(c))
+        time.sleep(0.05)
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[2:4]} failed with exit code {proc.returncode}")
+    return peak, peak_pss, sum(writes.values())
 
 
 def _dir_bytes(p: Path, pattern: str) -> int:
-    return sum(f.stat().st_size for f in p.rglob(pattern))
+    return sum(f.stat().st_size for f in p.rglob(pattern) if f.is_file()) if p.exists() else 0
 
 
 def run_curate(files: list[str], work: Path, params: dict, workers: int, kind: str = "threads") -> tuple[set[str], dict]:
+    import psutil
+
     from curate.stages.minhash_dedup import MinHashDedup
 
     st = MinHashDedup(params).bind("near", seed=1)
     runner = PoolRunner(workers) if kind == "processes" else ThreadTaskRunner(workers)
     ctx = FitContext(runner=runner, state_dir=work / "state", scratch_dir=work / "scratch", seed=1, node_id="near")
-    rss = TreeRss()
+    w0 = write_chars(psutil.Process())
     t0 = time.perf_counter()
     state = st.fit({"in": ShardSet(files=tuple(files))}, ctx)
     t_fit = time.perf_counter() - t0
@@ -106,17 +122,30 @@ def run_curate(files: list[str], work: Path, params: dict, workers: int, kind: s
         if r.rejected is not None:
             removed.update(r.rejected.column("id").to_pylist())
     wall = time.perf_counter() - t0
-    rss.stop = True
+    written = write_chars(psutil.Process()) - w0  # (a process pool's workers: counted by the parent)
     if kind == "processes":
         runner.pool.shutdown()
     else:
         runner.close()
+    kept_files = _dir_bytes(work / "state", "*") + (_dir_bytes(Path(params["write_index"]), "*")
+                                                    if params.get("write_index") else 0)
     # exact peak RSS of this process (VmHWM restarts at exec; ru_maxrss would carry the
     # forking parent's RSS, which holds the generated corpus)
     hwm = next((int(ln.split()[1]) / 1024 for ln in Path("/proc/self/status").read_text().splitlines()
                 if ln.startswith("VmHWM:")), 0.0)
-    return removed, {"wall_s": round(wall, 2), "fit_s": round(t_fit, 2), "peak_tree_rss_mb": round(rss.peak / 2**20),
-                     "peak_tree_pss_mb": round(rss.peak_pss / 2**20), "driver_hwm_mb": round(hwm), "stats": state["stats"]}
+    return removed, {"wall_s": round(wall, 2), "fit_s": round(t_fit, 2), "driver_hwm_mb": round(hwm),
+                     "stats": state["stats"],
+                     "scratch_bytes": written - kept_files}
+
+
+def measure_datasketch(files: list[str], work: Path) -> tuple[set[str], float, int, int, int]:
+    """:func:`run_datasketch` in a process of its own: removed ids, wall seconds, peak tree
+    RSS and PSS, bytes written by its descendants (it has none: it writes nothing)."""
+    job = work / "datasketch-job.json"
+    job.write_text(json.dumps({"files": files}))
+    peak, peak_pss, written = run_measured([sys.executable, __file__, "--run-datasketch", str(job)])
+    res = json.loads((work / "datasketch-result.json").read_text())
+    return set(res["removed"]), res["wall_s"], peak, peak_pss, written
 
 
 def run_datasketch(files: list[str], threshold: float = 0.8, num_perm: int = 128) -> tuple[set[str], float]:
@@ -175,15 +204,23 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--runner", default="threads", choices=["threads", "processes"],
                     help="fit tasks on threads of one process (local executor) or a process pool (like Ray tasks)")
-    ap.add_argument("--verify", type=float, default=0.8)
-    ap.add_argument("--split", default="coverage", choices=["keep", "coverage"])
+    ap.add_argument("--verify", type=float, default=None, help="verify_jaccard (default: the stage's; 0: off)")
+    ap.add_argument("--split", default=None, choices=["keep", "coverage"], help="verify_split (default: the stage's)")
+    ap.add_argument("--write-index", action="store_true", help="also write the band index (bytes/doc)")
     ap.add_argument("--no-datasketch", action="store_true")
     ap.add_argument("--datatrove-python", default=None, help="python of a separate env with datatrove 0.10.1")
     ap.add_argument("--datatrove-script",
                     default=str(Path(__file__).resolve().parents[2] / "shared/tools/run_datatrove.py"))
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--run-curate", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--run-datasketch", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.run_datasketch:
+        job = json.loads(Path(a.run_datasketch).read_text())
+        rem, wall = run_datasketch(job["files"])
+        (Path(a.run_datasketch).parent / "datasketch-result.json").write_text(
+            json.dumps({"removed": sorted(rem), "wall_s": wall}))
+        return
     if a.run_curate:
         job = json.loads(Path(a.run_curate).read_text())
         rem, inf = run_curate(job["files"], Path(job["work"]), job["params"], job["workers"], job["runner"])
@@ -219,23 +256,38 @@ def main() -> None:
 
         gc.collect()
 
-    params = {"verify_jaccard": a.verify, "verify_split": a.split, "write_index": str(work / "index")}
+    params: dict = {}
+    if a.verify is not None:
+        params["verify_jaccard"] = a.verify or None
+    if a.split is not None:
+        params["verify_split"] = a.split
+    if a.write_index:
+        params["write_index"] = str(work / "index")
+    from curate.stages.minhash_dedup import MinHashDedupParams
+
+    eff = MinHashDedupParams(**params)
+    input_bytes = sum(os.path.getsize(f) for f in files)
     # curate runs in a fresh process, so its memory figures exclude this driver (corpus, truth)
     job = work / "curate-job.json"
     job.write_text(json.dumps({"files": files, "work": str(work / "curate"), "params": params,
                                "workers": a.workers, "runner": a.runner}))
-    subprocess.run([sys.executable, __file__, "--run-curate", str(job)], check=True)
+    peak, peak_pss, child_writes = run_measured([sys.executable, __file__, "--run-curate", str(job)])
     res = json.loads((work / "curate-result.json").read_text())
     removed, info = set(res["removed"]), res["info"]
-    idx_bands = _dir_bytes(work / "index", "bands-*.parquet")
-    idx_sets = _dir_bytes(work / "index", "sets-*.parquet")
+    info.update(peak_tree_rss_mb=round(peak / 2**20), peak_tree_pss_mb=round(peak_pss / 2**20))
+    info["scratch_bytes"] += child_writes
     kept_docs = n_docs - len(removed)
-    print(f"curate minhash_dedup (14x8, verify {a.verify}, split {a.split}, {a.workers} {a.runner}): "
-          f"wall {info['wall_s']}s (fit {info['fit_s']}s), peak tree RSS {info['peak_tree_rss_mb']} MB "
-          f"(PSS {info['peak_tree_pss_mb']} MB), "
-          f"driver process peak RSS (VmHWM) {info['driver_hwm_mb']} MB")
-    print(f"  index: {idx_bands / max(kept_docs, 1):.0f} bytes/doc (band keys), "
-          f"{(idx_bands + idx_sets) / max(kept_docs, 1):.0f} bytes/doc with verification sets")
+    scratch = info["scratch_bytes"]
+    print(f"curate minhash_dedup (14x8, verify_jaccard {eff.verify_jaccard}, verify_split {eff.verify_split}, "
+          f"{a.workers} {a.runner}): wall {info['wall_s']}s (fit {info['fit_s']}s), peak tree RSS "
+          f"{info['peak_tree_rss_mb']} MB (PSS {info['peak_tree_pss_mb']} MB), driver process peak RSS (VmHWM) "
+          f"{info['driver_hwm_mb']} MB; scratch written {scratch / 2**20:.1f} MB = {scratch / input_bytes:.2f}x the "
+          f"input's {input_bytes / 2**20:.1f} MB of Parquet")
+    if a.write_index:
+        idx_bands = _dir_bytes(work / "index", "bands-*.parquet")
+        idx_sets = _dir_bytes(work / "index", "sets-*.parquet")
+        print(f"  index: {idx_bands / max(kept_docs, 1):.0f} bytes/doc (band keys), "
+              f"{(idx_bands + idx_sets) / max(kept_docs, 1):.0f} bytes/doc with verification sets")
     print(f"  fit stats: {json.dumps(info['stats'])}")
 
     def score(rem: set[str], label: str) -> dict:
@@ -254,11 +306,14 @@ def main() -> None:
     print(f"  T=0.8: precision {m['precision']:.4f} recall {m['recall']:.4f} F1 {m['f1']:.4f} "
           f"(removed {m['removed']}, removable {m['removable']})")
     if not a.no_datasketch:
-        rem_d, t_d = run_datasketch(files)
+        rem_d, t_d, peak_d, pss_d, wrote_d = measure_datasketch(files, work)
         md = score(rem_d, "datasketch")
-        print(f"datasketch MinHashLSH(0.8, 128) + Jaccard check, 1 process: wall {t_d:.1f}s; "
+        print(f"datasketch MinHashLSH(0.8, 128) + Jaccard check, 1 process: wall {t_d:.1f}s, peak tree RSS "
+              f"{peak_d / 2**20:.0f} MB (PSS {pss_d / 2**20:.0f} MB), wrote {wrote_d / 2**20:.1f} MB; "
               f"T=0.8: precision {md['precision']:.4f} recall {md['recall']:.4f} F1 {md['f1']:.4f}")
-        print(f"ratios: speed {t_d / info['wall_s']:.2f}x datasketch, F1 {m['f1'] - md['f1']:+.4f}")
+        print(f"ratios vs datasketch: speed {t_d / info['wall_s']:.2f}x, F1 {m['f1'] - md['f1']:+.4f}, "
+              f"peak PSS {info['peak_tree_pss_mb'] / (pss_d / 2**20):.2f}x "
+              f"({info['peak_tree_pss_mb']} MB vs {pss_d / 2**20:.0f} MB)")
     if a.datatrove_python:
         data_dir = os.path.join(a.data, "shards") if a.data else str(work / "in")
         rem_t, t_t, peak_t, peak_t_pss = run_datatrove(a.datatrove_python, a.datatrove_script, data_dir, work / "datatrove",

@@ -67,9 +67,11 @@ def parquet_settings(schema: pa.Schema, dictionary: bool = True) -> tuple[dict[s
     """``(compression, use_dictionary)`` for a Parquet writer: hash columns (lists of
     integers, large binary) are stored plain, since random 64-bit values do not compress
     and dictionary attempts on them only cost time; other columns are zstd (and
-    dictionary-encoded if ``dictionary``)."""
+    dictionary-encoded if ``dictionary``, except ``large_string`` columns: long texts whose
+    values are all distinct)."""
     comp = {f.name: ("none" if _is_hash_column(f.type) else "zstd") for f in schema}
-    return comp, ([f.name for f in schema if not _is_hash_column(f.type)] if dictionary else False)
+    dic = [f.name for f in schema if not _is_hash_column(f.type) and not pa.types.is_large_string(f.type)]
+    return comp, (dic if dictionary else False)
 
 
 class SchemaDrift(ValueError):

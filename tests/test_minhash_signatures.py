@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from datasketch import MinHash
 
@@ -136,3 +137,54 @@ def test_arrow_input_matches_python_strings():
             assert np.array_equal(ref.set_offsets, got.set_offsets)
         part = mh.signatures(pa.array(texts).slice(2, 3), with_sets=True)
         assert np.array_equal(part.sig, mh.signatures(texts[2:5]).sig)
+
+
+def test_permutation_kernel_matches_a_plain_reference():
+    """The kernel takes shingles four at a time: every remainder (0-3 left over, empty
+    documents included) gives the plain per-shingle minimum of ``a*h + b mod 2^64``."""
+    from curate.text.minhash import _minhash_affine64
+
+    rng = np.random.default_rng(7)
+    lens = np.array([0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 0, 64])
+    off = np.zeros(len(lens) + 1, np.int64)
+    np.cumsum(lens, out=off[1:])
+    hv = rng.integers(0, 2**64, off[-1], dtype=np.uint64, endpoint=False)
+    mh = MinHasher(112, 5, 3)
+    got = _minhash_affine64(hv, off, mh.a, mh.b)
+    for d in range(len(lens)):
+        seg = hv[off[d]:off[d + 1]]
+        want = (np.full(112, 2**64 - 1, np.uint64) if len(seg) == 0 else
+                (mh.a[None, :] * seg[:, None] + mh.b[None, :]).min(axis=0))
+        assert np.array_equal(got[d], want), d
+
+
+@pytest.mark.parametrize("scheme", ["fast", "datasketch"])
+def test_distinct_shingle_counts_equal_the_set_sizes(scheme):
+    texts = ["a b c d e a b c d e a b c d e", "", "one two", "x y z w v u " * 40, "punct !! only ..", None]
+    mh = MinHasher(16, 5, 2, scheme)
+    counted = mh.signatures(texts, count_unique=True).n_shingles
+    sets = mh.signatures(texts, with_sets=True)
+    assert counted.tolist() == np.diff(sets.set_offsets).tolist() == [5, 0, 1, 6, 1, 0]
+
+
+def test_kernel_lowercase_equals_python_lower():
+    """The kernel lowercases code points through a table; texts with a context-dependent
+    lowercase (capital sigma, dotted capital I) are lowercased by Python first. Either way
+    the shingle hashes are those of ``NFKC(text).lower()``."""
+    import unicodedata
+
+    from curate.text.minhash import _shingle_hashes, word_table
+
+    texts = ["ΣΊΣΥΦΟΣ ΟΔΟΣ Σ a b c", "İstanbul İİ iİ x y z w", "Straße STRASSE ß ẞ one two three",
+             "ǅemal Ǆ ǆ ＡＢＣ ﬁne ①② x", "Привет МИР Ёж и ещё раз", "Ⅻ ⅻ ℌ 𝐀𝐁𝐂 𐐀𐐨 É é a\u0301",
+             "mixed ASCII and Ünïcödé words here", "", None]
+    mh = MinHasher(8, 2, 1)
+    parts = [b"" if t is None else unicodedata.normalize("NFKC", t).lower().encode("utf-8", "surrogatepass")
+             for t in texts]
+    off = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=off[1:])
+    identity = np.arange(0x110000, dtype=np.int32)
+    want = _shingle_hashes(np.frombuffer(b"".join(parts), np.uint8), off, 2, mh.hash_seed, word_table(), identity)
+    for got in (mh.fast_shingle_hashes(texts), mh.fast_shingle_hashes(pa.array(texts, pa.string()))):
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert len(want[0]) > 30

@@ -39,11 +39,10 @@ def _corpus(tmp_path) -> str:
 
 
 def _removed(tmp_path, inp: str, verify: float | None) -> dict[str, str]:
-    """Removed id -> detail, from a one-node pipeline (20 bands of 2 rows: a pair at
-    Jaccard 0.73 is an LSH candidate with probability 1 - 1e-7, so verification decides)."""
-    params = {"bands": 20, "rows": 2, "num_perm": 40, "keep": "lowest_id"}
-    if verify is not None:
-        params["verify_jaccard"] = verify
+    """Removed id -> detail, from a one-node pipeline (``verify`` None: unverified; 20 bands
+    of 2 rows: a pair at Jaccard 0.73 is an LSH candidate with probability 1 - 1e-7, so
+    verification decides)."""
+    params = {"bands": 20, "rows": 2, "num_perm": 40, "keep": "lowest_id", "verify_jaccard": verify}
     tag = "none" if verify is None else str(verify)
     spec = {
         "name": f"mh-{tag}",

@@ -18,8 +18,9 @@ Two signature schemes:
 * ``fast`` (default): words are hashed to 64 bits and combined into 64-bit shingle
   hashes inside a numba kernel that runs over the UTF-8 bytes of a whole batch; each of
   the ``num_perm`` permutations is the affine map ``a*h + b mod 2^64`` (odd ``a``)
-  of the avalanche-mixed shingle hash. ASCII documents never leave the kernel (the
-  kernel lowercases and splits them itself); others are normalized in Python first.
+  of the avalanche-mixed shingle hash. ASCII documents never leave the kernel; others are
+  NFKC-normalized in Python first, and the kernel lowercases every code point through a
+  table (texts with a context-dependent lowercase are lowercased by Python instead).
 * ``datasketch``: bit-identical to ``datasketch.MinHash`` 2.x over the same shingles
   (UTF-8 of the words joined by single spaces), seed and ``num_perm``, for its
   ``affine32`` (2.x default), ``affine64`` and ``legacy`` permutation schemes.
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
+
+from curate.text.shingle_input import _encode_arrow, _encode_batch, _is_arrow, lower_table, word_table
 
 _WORD_RE = re.compile(r"[^\W_]+")
 U64 = np.uint64
@@ -75,71 +78,6 @@ def exact_jaccard(a: str, b: str, ngram: int = 5) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-_WORD_TABLE: np.ndarray | None = None
-
-
-def word_table() -> np.ndarray:
-    """``table[cp]`` is True iff code point ``cp`` is a word character (``[^\\W_]``)."""
-    global _WORD_TABLE
-    if _WORD_TABLE is None:
-        _WORD_TABLE = np.fromiter((chr(c).isalnum() for c in range(0x110000)), dtype=np.bool_, count=0x110000)
-    return _WORD_TABLE
-
-
-def _encode_batch(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the texts' UTF-8 bytes for the kernel: ASCII as is (the kernel lowercases
-    it), others NFKC-normalized and lowercased first (the kernel splits words on them)."""
-    parts: list[bytes] = []
-    for t in texts:
-        if t is None:
-            parts.append(b"")
-        elif t.isascii():
-            parts.append(t.encode("ascii"))
-        else:
-            parts.append(unicodedata.normalize("NFKC", t).lower().encode("utf-8", "surrogatepass"))
-    lens = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
-    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    buf = np.frombuffer(b"".join(parts), dtype=np.uint8)
-    return buf, offsets
-
-
-def _is_arrow(x) -> bool:
-    return type(x).__module__.startswith("pyarrow") and hasattr(x, "to_pylist")
-
-
-def _encode_arrow(arr) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_encode_batch` of an Arrow string array without a Python string per ASCII
-    document: ASCII rows are used straight from the Arrow buffer (zero copy when every
-    row is ASCII); only non-ASCII rows are normalized in Python. Nulls count as empty."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        pass
-    else:
-        arr = arr.cast(pa.large_string())
-    if arr.null_count:
-        arr = pc.fill_null(arr, "")
-    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
-    if not ascii_.all():
-        texts = arr.filter(pa.array(~ascii_)).to_pylist()
-        norm = pa.array([unicodedata.normalize("NFKC", t).lower().encode("utf-8", "surrogatepass")
-                         for t in texts], pa.large_binary())
-        idx = np.cumsum(~ascii_) - 1
-        order = np.where(ascii_, np.arange(len(arr)), len(arr) + idx)
-        both = pa.concat_arrays([arr.cast(pa.large_binary()), norm])
-        arr = both.take(pa.array(order, pa.int64()))
-    off_t = np.int64 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else np.int32
-    bufs = arr.buffers()
-    offs = np.frombuffer(bufs[1], dtype=off_t)[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    base = offs[0]
-    return data[base: offs[-1]], offs - base
-
-
 # ----------------------------------------------------------------------------------------
 # numba kernels (fast scheme)
 # ----------------------------------------------------------------------------------------
@@ -156,11 +94,12 @@ def _fmix64(h):
 
 
 @nb.njit(cache=True, nogil=True)
-def _shingle_hashes(buf, offsets, ngram, seed, table):
+def _shingle_hashes(buf, offsets, ngram, seed, table, lower):
     """Flat 64-bit shingle hashes of every document and their per-document offsets.
 
-    Words are maximal runs of code points with ``table[cp]`` (UTF-8 decoded here); ASCII
-    letters are lowercased. Each word's UTF-8 bytes are hashed (FNV-1a + fmix64)."""
+    Code points are UTF-8 decoded here and lowercased through ``lower``; words are maximal
+    runs of lowercased code points with ``table[cp]``. Each word's lowercased UTF-8 bytes
+    are hashed (FNV-1a + fmix64)."""
     n = offsets.shape[0] - 1
     maxlen = 0
     for d in range(n):
@@ -180,6 +119,7 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
         end = offsets[d + 1]
         while i < end:
             c = buf[i]
+            cp = 0
             if c < 0x80:
                 w = (c >= 48 and c <= 57) or (c >= 97 and c <= 122) or (c >= 65 and c <= 90)
                 ln = 1
@@ -200,16 +140,28 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
                     ln = end - i
                 for q in range(1, ln):
                     cp = (cp << 6) | (buf[i + q] & 0x3F)
+                if ln > 1 and cp < lower.shape[0]:
+                    cp = lower[cp]
                 w = cp < table.shape[0] and table[cp]
             if w:
                 if not intok:
                     intok = True
                     h = seed
-                for q in range(ln):
-                    b = buf[i + q]
-                    if b >= 65 and b <= 90:
-                        b += 32
+                if c < 0x80:
+                    b = c + 32 if c >= 65 and c <= 90 else c
                     h = (h ^ np.uint64(b)) * fnv
+                elif cp < 0x800:
+                    h = (h ^ np.uint64(0xC0 | (cp >> 6))) * fnv
+                    h = (h ^ np.uint64(0x80 | (cp & 0x3F))) * fnv
+                elif cp < 0x10000:
+                    h = (h ^ np.uint64(0xE0 | (cp >> 12))) * fnv
+                    h = (h ^ np.uint64(0x80 | ((cp >> 6) & 0x3F))) * fnv
+                    h = (h ^ np.uint64(0x80 | (cp & 0x3F))) * fnv
+                else:
+                    h = (h ^ np.uint64(0xF0 | (cp >> 18))) * fnv
+                    h = (h ^ np.uint64(0x80 | ((cp >> 12) & 0x3F))) * fnv
+                    h = (h ^ np.uint64(0x80 | ((cp >> 6) & 0x3F))) * fnv
+                    h = (h ^ np.uint64(0x80 | (cp & 0x3F))) * fnv
             elif intok:
                 tok[ntok] = _fmix64(h)
                 ntok += 1
@@ -244,7 +196,11 @@ def _shingle_hashes(buf, offsets, ngram, seed, table):
 
 @nb.njit(cache=True, nogil=True)
 def _minhash_affine64(hashes, offsets, a, b):
-    """Per-document min over shingles of ``a*h + b mod 2^64`` for every permutation."""
+    """Per-document min over shingles of ``a*h + b mod 2^64`` for every permutation.
+
+    Permutations are the inner, contiguous axis (the loop over them vectorizes), and
+    shingles go through it four at a time: the running minima are loaded and stored once
+    per four shingles instead of once per shingle (about 3x faster; same values)."""
     n = offsets.shape[0] - 1
     k = a.shape[0]
     sig = np.empty((n, k), dtype=np.uint64)
@@ -252,11 +208,19 @@ def _minhash_affine64(hashes, offsets, a, b):
     for d in range(n):
         for j in range(k):
             row[j] = np.uint64(0xFFFFFFFFFFFFFFFF)
-        for i in range(offsets[d], offsets[d + 1]):
+        i, end = offsets[d], offsets[d + 1]
+        while i + 4 <= end:
+            h0, h1, h2, h3 = hashes[i], hashes[i + 1], hashes[i + 2], hashes[i + 3]
+            for j in range(k):
+                aj, bj = a[j], b[j]
+                v = min(min(aj * h0 + bj, aj * h1 + bj), min(aj * h2 + bj, aj * h3 + bj))
+                row[j] = min(row[j], v)
+            i += 4
+        while i < end:
             h = hashes[i]
             for j in range(k):
-                v = a[j] * h + b[j]
-                row[j] = min(row[j], v)
+                row[j] = min(row[j], a[j] * h + b[j])
+            i += 1
         for j in range(k):
             sig[d, j] = row[j]
     return sig
@@ -277,6 +241,40 @@ def _unique_sets(hashes, offsets):
                 pos += 1
         out_off[d + 1] = pos
     return out[:pos].copy(), out_off
+
+
+@nb.njit(cache=True, nogil=True)
+def _unique_counts(hashes, offsets):
+    """Distinct shingle hashes per document (an open-addressing hash set per document:
+    linear time, no sort)."""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.int64)
+    table = np.empty(16, dtype=np.uint64)
+    used = np.zeros(16, dtype=np.bool_)
+    for d in range(n):
+        m = offsets[d + 1] - offsets[d]
+        size = 16
+        while size < 2 * m:
+            size <<= 1
+        if size > table.shape[0]:
+            table = np.empty(size, dtype=np.uint64)
+            used = np.zeros(size, dtype=np.bool_)
+        mask = np.uint64(size - 1)
+        for q in range(size):
+            used[q] = False
+        c = 0
+        for i in range(offsets[d], offsets[d + 1]):
+            h = hashes[i]
+            p = (h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+            p &= mask
+            while used[p] and table[p] != h:
+                p = (p + np.uint64(1)) & mask
+            if not used[p]:
+                used[p] = True
+                table[p] = h
+                c += 1
+        out[d] = c
+    return out
 
 
 @nb.njit(cache=True, nogil=True)
@@ -453,7 +451,7 @@ class MinHasher:
 
         ``texts`` is a sequence of strings or an Arrow string array (no Python objects)."""
         buf, offsets = _encode_arrow(texts) if _is_arrow(texts) else _encode_batch(texts)
-        return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed, word_table())
+        return _shingle_hashes(buf, offsets, self.ngram, self.hash_seed, word_table(), lower_table())
 
     def shingle_hashes(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Flat base hashes of every shingle occurrence and per-document offsets."""
@@ -501,8 +499,10 @@ class MinHasher:
         flat = sha1_hashes([s for d in docs for s in d], bits) if offsets[-1] else np.zeros(0, np.uint64)
         return datasketch_signature_of_hashes(flat, offsets, self.a, self.b, self.variant)
 
-    def signatures(self, texts: Sequence[str | None], with_sets: bool = False) -> BatchSignatures:
-        """Signatures of a batch (and, with ``with_sets``, the shingle-hash sets)."""
+    def signatures(self, texts: Sequence[str | None], with_sets: bool = False,
+                   count_unique: bool = False) -> BatchSignatures:
+        """Signatures of a batch (and, with ``with_sets``, the shingle-hash sets; with
+        ``count_unique``, ``n_shingles`` counts distinct shingles without building sets)."""
         hv, off = self.shingle_hashes(texts)
         if self.scheme == "fast":
             sig = _minhash_affine64(hv, off, self.a, self.b)
@@ -517,7 +517,17 @@ class MinHasher:
             sv, so = _unique_sets(hv, off)
             out.set_values, out.set_offsets = sv, so
             out.n_shingles = np.diff(so)
+        elif count_unique:
+            if self.scheme != "fast":
+                hv, off = self.fast_shingle_hashes(texts)
+            out.n_shingles = _unique_counts(hv, off)
         return out
+
+    def shingle_sets(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted unique 64-bit shingle hashes of every document (flat values + offsets):
+        the sets exact-Jaccard verification compares, whatever the signature scheme."""
+        hv, off = self.fast_shingle_hashes(texts)
+        return _unique_sets(hv, off)
 
     def describe(self) -> dict:
         """What a persisted signature set depends on (stored with every index)."""

@@ -4,15 +4,17 @@ The fit runs entirely through distributed primitives (nothing pulls the corpus t
 driver), one module per phase:
 
 1. :mod:`.signatures` (``ctx.map_files``): per part file, MinHash signatures cut into
-   band keys, plus shingle-hash sets when verification or the index needs them.
+   band keys and the distinct-shingle count (no shingle set is written).
 2. :mod:`.lsh` (``ctx.shuffle`` by band key, a few bands per pass): every bucket links
    its minimum member to each other member (candidate edges).
-3. :mod:`.verification` (optional, two shuffles): each candidate edge meets both ends'
-   shingle sets and is kept only if the exact Jaccard is ``>= verify_jaccard``.
-4. connected components (:mod:`curate.components`, large-star / small-star rounds).
-5. :mod:`.keep` (two shuffles): members meet their metadata, then each component
-   chooses its kept document(s); every removed document truly matches the one kept for
-   it when verifying, and indexed documents always win.
+3. connected components of the candidate edges (:mod:`curate.components`, large-star /
+   small-star rounds).
+4. :mod:`.keep` (two shuffles): members meet their metadata and, when verifying (the
+   default, :mod:`.verification`), their input text and their component's candidate edges;
+   then each component recomputes its members' shingle sets, keeps the edges whose exact
+   Jaccard is ``>= verify_jaccard``, splits into verified clusters and chooses its kept
+   document(s); every removed document truly matches the one kept for it when verifying,
+   and indexed documents always win.
 
 :mod:`.index` reads and appends the persisted index (``against_index`` /
 ``write_index``); :mod:`.decisions` holds the fitted decisions that ``process`` looks

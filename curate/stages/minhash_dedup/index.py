@@ -20,11 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate import schema
 from curate.fit import FitContext
 from curate.parquet_io import ParquetParts, write_json_atomic, write_parquet_atomic
 from curate.stage import StageError
 from curate.stages.minhash_dedup import layout
 from curate.stages.minhash_dedup.layout import INDEX_STORED_NAMES, N_SHINGLES, SHINGLES, band_column, int64s
+from curate.stages.minhash_dedup.verification import take_sets
+from curate.text.minhash import MinHasher
 
 INDEX_FORMAT = "curate-minhash-index"
 INDEX_FORMAT_VERSION = 2  # 2: shingle sets stored as binary (1: list<uint64>; still read)
@@ -108,7 +111,8 @@ def open_index(ctx: FitContext, cfg: dict) -> IndexFiles:
     return out
 
 
-def write_index(ctx: FitContext, cfg: dict, sig_files: list[str], decisions: list[str]) -> int:
+def write_index(ctx: FitContext, cfg: dict, sig_inputs: list[tuple[str, str]], text_column: str,
+                decisions: list[str]) -> int:
     """Append this run's survivors to ``write_index`` as a new version; returns its number."""
     root = Path(cfg["write_index"])
     root.mkdir(parents=True, exist_ok=True)
@@ -121,7 +125,8 @@ def write_index(ctx: FitContext, cfg: dict, sig_files: list[str], decisions: lis
     vdir = root / f"v{version:05d}"
     if vdir.exists():
         shutil.rmtree(vdir)
-    res = ctx.map_files(IndexWriter(decisions, str(root), version, cfg["bands"]), sig_files)
+    writer = IndexWriter(decisions, str(root), version, cfg["bands"], text_column, cfg["ngram"], cfg["seed"])
+    res = ctx.runner.map(writer, list(sig_inputs))
     entry = {"version": version, "node": ctx.node_id, "docs": sum(r["docs"] for r in res),
              "bands": [r["bands"] for r in res], "sets": [r["sets"] for r in res if "sets" in r]}
     man["versions"].append(entry)
@@ -135,10 +140,13 @@ def _stored(columns: dict[str, Any]) -> dict[str, Any]:
 
 
 class IndexWriter:
-    """Per signature file: write the survivors' band keys and sets into an index version."""
+    """Per (signature file, input file): write the survivors' band keys and shingle sets
+    (recomputed from the input text) into an index version."""
 
-    def __init__(self, decision_files: list[str], out_dir: str, version: int, bands: int):
+    def __init__(self, decision_files: list[str], out_dir: str, version: int, bands: int,
+                 text_column: str = schema.TEXT, ngram: int = 5, seed: int = 1):
         self.decision_files, self.out_dir, self.version, self.bands = decision_files, out_dir, version, bands
+        self.text_column, self.ngram, self.seed = text_column, ngram, seed
 
     def _removed(self) -> np.ndarray:
         """Node ids of removed documents: 8 bytes each, sorted."""
@@ -148,7 +156,15 @@ class IndexWriter:
             parts.append(int64s(d, "uid")[~d.column("kept").to_numpy(zero_copy_only=False).astype(bool)])
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
-    def __call__(self, path: str) -> dict:
+    @staticmethod
+    def _survivors(uid: np.ndarray, removed: np.ndarray) -> np.ndarray:
+        if not len(removed):
+            return np.ones(len(uid), bool)
+        pos = np.minimum(np.searchsorted(removed, uid), len(removed) - 1)
+        return removed[pos] != uid
+
+    def __call__(self, item: tuple[str, str]) -> dict:
+        path, input_path = item
         removed = self._removed()
         name = Path(path).stem.replace("sig-", "")
         b_rel = f"v{self.version:05d}/bands-{name}.parquet"
@@ -156,13 +172,9 @@ class IndexWriter:
         bands = [band_column(j) for j in range(self.bands)]
         root = Path(self.out_dir)
         docs = 0
-        out: dict[str, Any] = {}
         with ParquetParts(dictionary=False) as files:  # streamed: one chunk in memory at a time
-            for t in layout.read_chunks(path, None):
-                if len(removed):
-                    u = int64s(t, "uid")
-                    pos = np.minimum(np.searchsorted(removed, u), len(removed) - 1)
-                    t = t.filter(pa.array(removed[pos] != u))
+            for t in layout.read_chunks(path, ["uid", "id", N_SHINGLES] + bands):
+                t = t.filter(pa.array(self._survivors(int64s(t, "uid"), removed)))
                 if t.num_rows == 0:
                     continue
                 docs += t.num_rows
@@ -170,17 +182,27 @@ class IndexWriter:
                 files.write(root / b_rel, pa.table(_stored({"uid": uid, "id": t.column("id"),
                                                             N_SHINGLES: t.column(N_SHINGLES),
                                                             **{b: t.column(b) for b in bands}})))
-                out["bands"] = b_rel
-                if SHINGLES in t.column_names:
-                    files.write(root / s_rel, pa.table(_stored({"uid": uid, "id": t.column("id"),
-                                                                SHINGLES: t.column(SHINGLES)})))
-                    out["sets"] = s_rel
-        out["docs"] = docs
+            hasher = MinHasher(1, self.ngram, self.seed)
+            for t in layout.read_chunks(input_path, [schema.ID, self.text_column]):
+                ids = [str(i) for i in t.column(schema.ID).to_pylist()]
+                vals, offs = hasher.shingle_sets(t.column(self.text_column))
+                keep = self._survivors(layout.node_ids(ids), removed) & (np.diff(offs) > 0)
+                if not keep.any():
+                    continue
+                rows = np.flatnonzero(keep)
+                kv, ko = take_sets(vals, offs, rows.astype(np.int64))
+                kept_ids = [ids[i] for i in rows]
+                uid = pa.array(layout.index_node_ids(kept_ids, self.version), pa.int64())
+                files.write(root / s_rel, pa.table(_stored({"uid": uid, "id": pa.array(kept_ids, pa.string()),
+                                                            SHINGLES: layout.sets_column(kv, ko)})))
+            wrote = {"bands": root / b_rel in files, "sets": root / s_rel in files}
+        out: dict[str, Any] = {"bands": b_rel, "sets": s_rel, "docs": docs}
         sig_schema = pq.read_schema(path)
+        empty_types = {"uid": pa.int64(), "id": pa.string(), SHINGLES: pa.large_binary()}
         for key, rel, cols in (("bands", b_rel, ["uid", "id", N_SHINGLES] + bands), ("sets", s_rel, ["uid", "id", SHINGLES])):
-            if key not in out and all(c in sig_schema.names for c in cols):
+            if not wrote[key]:
                 # every document of this file was removed: an empty (valid) file
-                write_parquet_atomic(root / rel, pa.table(
-                    _stored({c: pa.array([], sig_schema.field(c).type) for c in cols})))
-                out[key] = rel
+                write_parquet_atomic(root / rel, pa.table(_stored({
+                    c: pa.array([], sig_schema.field(c).type if c in sig_schema.names else empty_types[c])
+                    for c in cols})))
         return out

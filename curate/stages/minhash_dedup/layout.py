@@ -4,8 +4,8 @@
   components: non-negative for this run's documents, negative for indexed ones (so an
   indexed document is always the root of its component).
 * **scratch columns**: a signature file (one per input part) holds ``uid``, ``id``, one
-  band-key column per band (``b000``...), ``n_shingles``, ``keep_value`` and, when
-  needed, ``shingles`` (the document's shingle-hash set).
+  band-key column per band (``b000``...), ``n_shingles`` and ``keep_value``. Shingle
+  sets are recomputed from the input text when needed (verification, the index).
 * **the index's stored names**: index files are signature files filtered to the
   survivors; they keep the names of the first index format (``n``, ``sh``) so every
   index written so far stays readable. :class:`Source` translates on read.
@@ -35,6 +35,7 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024  # text (or sets) per chunk a task holds at on
 PART_BYTES = 8 * 1024 * 1024  # shuffle rows (or sets) per reducer partition
 
 SHINGLES = "shingles"
+TEXT = "member_text"  # a candidate document's input text in the keep joins (verification)
 N_SHINGLES = "n_shingles"
 KEEP_VALUE = "keep_value"
 #: scratch column -> its name in index files (the persisted format; never renamed)
@@ -81,7 +82,7 @@ class SourceKind(Enum):
     INDEX_BANDS = "index_bands"  # index band file: uid, id, n, b000...
     INDEX_SETS = "index_sets"  # index set file: uid, id, sh
     CANDIDATE_EDGES = "candidate_edges"  # LSH edges: a, b
-    HALF_VERIFIED = "half_verified"  # edges keyed by one end, carrying the other end's set
+    TEXTS = "texts"  # an input file: candidate documents' texts, for verification
     COMPONENTS = "components"  # connected components: node, root
 
 

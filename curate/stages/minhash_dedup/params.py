@@ -59,8 +59,10 @@ class MinHashDedupParams(StageParams):
     datasketch_scheme: Literal["affine32", "affine64", "legacy"] = Field(
         "affine32", description="datasketch permutation scheme when scheme=datasketch (2.x default affine32)")
     verify_jaccard: float | None = Field(
-        None, gt=0.0, le=1.0,
-        description="If set, a candidate edge joins a cluster only if the exact shingle-set Jaccard >= this")
+        0.8, gt=0.0, le=1.0,
+        description="A candidate pair joins a cluster only if its exact shingle-set Jaccard >= this (default "
+        "0.8: the best F1 on real near-duplicates). null: no verification, every LSH candidate pair is a "
+        "duplicate (datatrove-style; faster, far less precise)")
     keep: str = Field("lowest_id", description="Which document of a cluster survives: lowest_id | longest | "
                       "highest:<column> | newest:<column> | source_priority:[src1,src2,...] (ties: lowest id)")
     mode: Literal["drop", "annotate"] = Field(
@@ -74,9 +76,10 @@ class MinHashDedupParams(StageParams):
         None, description="Directory to write this run's survivors to as a new index version (appends "
         "if an index exists there)")
     verify_split: Literal["keep", "coverage"] = Field(
-        "keep", description="With verify_jaccard, how a component is split into clusters whose members all "
+        "coverage", description="With verify_jaccard, how a component is split into clusters whose members all "
         "truly match their kept document: keep = keepers in keep-policy order; coverage = next keeper is "
-        "the member with most unassigned true matches (removes the most; keep policy breaks ties)")
+        "the member with most unassigned true matches (default: removes the most at full precision; keep "
+        "policy breaks ties)")
     bands_per_pass: int = Field(7, ge=1, description="Bands shuffled per LSH pass (bounds memory)")
     num_partitions: int | None = Field(None, ge=1, description="Shuffle partitions (default: one per 250k "
                                        "documents, between 1x and 4x the executor's parallelism)")
@@ -101,9 +104,10 @@ class MinHashDedupParams(StageParams):
 
 
 def fit_config(p: MinHashDedupParams) -> dict[str, Any]:
-    """Every parameter plus the parsed keep policy and whether shingle sets are needed."""
+    """Every parameter plus the parsed keep policy and whether set sizes count distinct
+    shingles (verification's size filter and the index need them)."""
     pol, col, srcs = parse_keep(p.keep)
     d = p.model_dump()
     d.update(keep_policy=pol, keep_column=col, keep_sources=srcs,
-             with_sets=p.verify_jaccard is not None or p.write_index is not None)
+             count_unique=p.verify_jaccard is not None or p.write_index is not None)
     return d

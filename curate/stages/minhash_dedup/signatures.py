@@ -2,8 +2,11 @@
 
 Per part file and in bounded chunks (``ctx.map_files``): batch-vectorized MinHash
 signatures cut into ``bands`` band keys, the node id, the shingle-set size, the keep
-policy's sort value and, when verification or the index needs them, the shingle-hash
-sets. Documents without any shingle get no row (they are never duplicates).
+policy's sort value. ``n_shingles`` counts distinct shingles when verification or the index
+needs set sizes. Shingle sets are never written here: verification recomputes them from
+the input text of candidate documents only (see :mod:`.verification`), so scratch stays
+a small multiple of the input. Documents without any shingle get no row (they are never
+duplicates).
 """
 
 from __future__ import annotations
@@ -20,21 +23,23 @@ from curate import jobfs, schema
 from curate.fit import FitContext
 from curate.parquet_io import ParquetParts, iter_file_batches, rows_for_bytes
 from curate.stages.minhash_dedup import layout
-from curate.stages.minhash_dedup.layout import KEEP_VALUE, N_SHINGLES, SHINGLES, band_column
+from curate.stages.minhash_dedup.layout import KEEP_VALUE, N_SHINGLES, band_column
 from curate.stages.minhash_dedup.partition import fold_partition
 from curate.text.lsh import band_keys
 from curate.text.minhash import MinHasher
 
 
 def compute_signatures(ctx: FitContext, cfg: dict, files: list[str], text_column: str,
-                       out_dir: str) -> tuple[list[str], int, int]:
-    """Signature files of ``files`` (in file order), documents read and documents without shingles."""
+                       out_dir: str) -> tuple[list[tuple[str, str]], int, int]:
+    """``(signature file, input file)`` of every input file with a shingled document (in
+    file order), documents read and documents without shingles."""
     res = ctx.map_files(SignatureTask(cfg, text_column, out_dir, ctx.batch_size), files)
-    return ([r["path"] for r in res if r["path"]], sum(r["docs"] for r in res), sum(r["empty"] for r in res))
+    pairs = [(r["path"], f) for r, f in zip(res, files) if r["path"]]
+    return pairs, sum(r["docs"] for r in res), sum(r["empty"] for r in res)
 
 
 class SignatureTask:
-    """Per part file: uid, id, band keys, keep value, shingle sets -> one scratch file."""
+    """Per part file: uid, id, band keys, set size, keep value -> one scratch file."""
 
     def __init__(self, cfg: dict, text_column: str, out_dir: str, batch_size: int):
         self.cfg, self.text_column, self.out_dir, self.batch_size = cfg, text_column, out_dir, batch_size
@@ -80,7 +85,7 @@ class SignatureTask:
     def _signatures(self, mh: MinHasher, t: pa.Table) -> pa.Table:
         c = self.cfg
         ids = t.column(schema.ID).to_pylist()
-        bs = mh.signatures(t.column(self.text_column), with_sets=c["with_sets"])
+        bs = mh.signatures(t.column(self.text_column), count_unique=c["count_unique"])
         sig = bs.sig
         if c["scheme"] == "fast" and c["hash_bits"] == 32:
             sig = sig & np.uint64(0xFFFFFFFF)
@@ -94,14 +99,6 @@ class SignatureTask:
             data[band_column(j)] = pa.array(keys[:, j], pa.int64())
         data[N_SHINGLES] = pa.array(bs.n_shingles[has], pa.int64())
         data[KEEP_VALUE] = self._keep_values(t).take(pa.array(has, pa.int64()))
-        if c["with_sets"]:
-            so = bs.set_offsets
-            starts, ends = so[has], so[has + 1]
-            lens = ends - starts
-            offs = np.zeros(len(has) + 1, np.int64)
-            np.cumsum(lens, out=offs[1:])
-            idx = np.repeat(starts - offs[:-1], lens) + np.arange(offs[-1])
-            data[SHINGLES] = layout.sets_column(bs.set_values[idx], offs)
         return pa.table(data)
 
 

@@ -1,7 +1,7 @@
 """The ``minhash_dedup`` barrier stage: its contract, the fit that runs the phases, and the
 per-batch decision lookup.
 
-The phases live in sibling modules (signatures, lsh, verification, keep, index); the fit
+The phases live in sibling modules (signatures, lsh, keep with verification, index); the fit
 only orders them, sizes the shuffles and collects the stats.
 """
 
@@ -26,7 +26,6 @@ from curate.stages.minhash_dedup.layout import SourceKind, count_rows, sources
 from curate.stages.minhash_dedup.lsh import find_candidate_edges
 from curate.stages.minhash_dedup.params import MinHashDedupParams, fit_config, parse_keep
 from curate.stages.minhash_dedup.signatures import compute_signatures
-from curate.stages.minhash_dedup.verification import verify_edges
 from curate.text.lsh import candidate_probability, threshold
 
 REASON = "near_duplicate"
@@ -38,7 +37,8 @@ class MinHashDedup(DedupHooks, BarrierStage):
 
     Word 5-gram shingles after NFKC/lowercase/punctuation folding; 112 permutations as
     14 bands x 8 rows (FineWeb/datatrove defaults; P(candidate) 0.92 at Jaccard 0.8,
-    0.99 at 0.85). Optional exact Jaccard verification of every candidate edge, a keep
+    0.99 at 0.85). Exact Jaccard verification of every candidate pair (default 0.8, coverage
+    split; ``verify_jaccard: null`` turns it off), a keep
     policy (lowest_id, longest, highest:<col>, newest:<col>, source_priority:[...]),
     annotate mode (dup_cluster, dup_cluster_size, dup_kept) and a persisted, versioned
     band index to dedup later snapshots against (write_index / against_index).
@@ -76,8 +76,9 @@ class MinHashDedup(DedupHooks, BarrierStage):
                                  "p_candidate_at_0.8": round(float(candidate_probability(0.8, p.bands, p.rows)), 4)}
         clock = PhaseClock()
 
-        sig_files, stats["docs"], stats["docs_without_shingles"] = compute_signatures(
+        sig_inputs, stats["docs"], stats["docs_without_shingles"] = compute_signatures(
             ctx, cfg, files, text_column, str(scratch / "sig"))
+        sig_files = [s for s, _ in sig_inputs]
         clock.mark("signatures")
 
         index = open_index(ctx, cfg)
@@ -91,25 +92,24 @@ class MinHashDedup(DedupHooks, BarrierStage):
         stats["candidate_edges"] = count_rows(edges)
         clock.mark("lsh")
 
-        if p.verify_jaccard is not None and edges:
-            edges, stats["verify_partitions"] = verify_edges(ctx, edges, own + index_sets, p.verify_jaccard,
-                                                             nparts, scratch)
-            stats["verified_edges"] = count_rows(edges)
-            clock.mark("verify")
-
+        # with verification these are candidate components: the keep phase verifies and splits them
         cc_files, cc_stats = connected_components(ctx, edges, nparts, name="minhash/cc")
         stats["cc_rounds"] = cc_stats["rounds"]
-        stats["docs_in_clusters"] = cc_stats.get("nodes", 0)
+        stats["docs_in_candidate_clusters" if p.verify_jaccard is not None else "docs_in_clusters"] = \
+            cc_stats.get("nodes", 0)
         clock.mark("components")
 
         index_meta = index_sets if p.verify_jaccard is not None else index_bands
-        outs = choose_keepers(ctx, cfg, cc_files, edges, sig_files, index_meta, index_sets, nparts, scratch)
+        outs, mparts = choose_keepers(ctx, cfg, cc_files, edges, sig_inputs, text_column, index_meta, nparts,
+                                      scratch)
+        if p.verify_jaccard is not None:
+            stats["verify_partitions"] = mparts
         decisions = ctx.persist(outs, "decisions")
         stats.update(decision_counts(decisions))
-        clock.mark("keep")
+        clock.mark("verify_keep" if p.verify_jaccard is not None else "keep")
 
         if p.write_index:
-            stats["index_version"] = write_index(ctx, cfg, sig_files, decisions)
+            stats["index_version"] = write_index(ctx, cfg, sig_inputs, text_column, decisions)
             clock.mark("write_index")
         jobfs.rmtree(scratch)
         stats["phase_seconds"] = clock.marks

@@ -1,11 +1,18 @@
-"""Phase 3, verification: keep only candidate edges whose exact Jaccard reaches the threshold.
+"""Verification: a candidate edge counts only if its exact shingle-set Jaccard reaches the threshold.
 
-Two shuffles join each candidate edge ``(a, b)`` with the shingle set of ``a`` (keyed by
-``a``, re-keyed by ``b``), then with the set of ``b``, where the exact shingle-set Jaccard
-is computed. Only documents that appear in an edge ship their sets: a **node filter** (a
-bitmap with two hash positions per node id, built by a distributed OR over the edge
-files) lets the map skip every other document. The keep phase uses the same filter for
-cluster members.
+No shingle set is written at signature time. Candidate components (connected components
+of the unverified LSH edges) are formed first; then one join (the keep phase's meta join,
+keyed by node) gives every candidate document its **input text**, read again from the
+input files and shipped zstd-compressed, and routes every candidate edge to its
+component. The keep reduce (keyed by component) recomputes the members' sorted 64-bit
+shingle sets from that text, verifies the component's candidate edges and splits it into
+verified components (:func:`verified_components`) before choosing keepers. Text
+compresses about 4x and sets would not, so scratch stays a small multiple of the input
+(it was ~29x when sets were written per document and shuffled once per edge end).
+
+Only candidate documents ship text: a **node filter** (a bitmap with two hash positions
+per node id, built by a distributed OR over the edge files) lets the map skip every other
+document. Indexed documents bring their stored sets instead.
 """
 
 from __future__ import annotations
@@ -13,31 +20,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import xxhash
 
-from curate import jobfs
-from curate.components import unique_pairs
+from curate import jobfs, schema
 from curate.fit import FitContext, ShardSet
 from curate.stages.minhash_dedup import layout
-from curate.stages.minhash_dedup.layout import SHINGLES, Source, SourceKind, int64s, sources
-from curate.text.minhash import sorted_jaccard
-
-
-def verify_edges(ctx: FitContext, edge_files: list[str], set_sources: list[Source], thr: float, nparts: int,
-                 scratch: Path) -> tuple[list[str], int]:
-    """Verified edge files (``a``, ``b``, ``jaccard``) and the shuffle partitions used."""
-    node_filter = build_node_filter(ctx, edge_files, scratch / "filter-candidates")
-    # each edge carries one end's set in the second join: size partitions for both
-    vparts = layout.set_partitions(set_sources, filter_nodes(node_filter) + layout.count_rows(edge_files), nparts)
-    half = ctx.shuffle(sources(SourceKind.CANDIDATE_EDGES, edge_files) + set_sources, VerifyMap(node_filter),
-                       "join_node", verify_join_a, vparts, name="minhash/verify_a")
-    verified = ctx.shuffle(sources(SourceKind.HALF_VERIFIED, half) + set_sources, VerifyMap(node_filter),
-                           "join_node", VerifyJoinB(thr), vparts, name="minhash/verify_b")
-    return verified, vparts
-
+from curate.stages.minhash_dedup.layout import SHINGLES, TEXT, Source, int64s
+from curate.text.minhash import MinHasher, sorted_jaccard
 
 # -- node filter -------------------------------------------------------------------------
 
@@ -114,39 +108,144 @@ def filter_mask(path: str | None, uids: np.ndarray) -> np.ndarray:
     return ((bm[p1 >> 3] >> (p1 & 7)) & 1).astype(bool) & ((bm[p2 >> 3] >> (p2 & 7)) & 1).astype(bool)
 
 
-# -- the two joins -----------------------------------------------------------------------
+
+# -- candidate texts ---------------------------------------------------------------------
 
 
-class VerifyMap:
-    """Candidate edges -> (join_node=a, other=b); shingle sets -> (join_node=uid, shingles);
-    half-verified edges (already keyed by b) pass through."""
-
-    def __init__(self, node_filter: str | None = None):
-        self.node_filter = node_filter
-
-    def __call__(self, source: Source) -> pa.Table | Iterator[pa.Table] | None:
-        if source.kind is SourceKind.CANDIDATE_EDGES:
-            t = source.read(["a", "b"])
-            return pa.table({"join_node": t.column("a"), "other": t.column("b")}) if t.num_rows else None
-        if source.kind is SourceKind.HALF_VERIFIED:
-            return source.chunks()
-        return self._sets(source)
-
-    def _sets(self, source: Source) -> Iterator[pa.Table]:
-        """Shingle sets of the filtered documents, one bounded batch at a time."""
-        for t in source.chunks(["uid", SHINGLES]):
-            mask = filter_mask(self.node_filter, int64s(t, "uid"))
-            if mask.any():
-                t = t.filter(pa.array(mask))
-                yield pa.table({"join_node": t.column("uid"), SHINGLES: layout.as_sets(t.column(SHINGLES))})
+def member_texts(source: Source, text_column: str, node_filter: str | None) -> Iterator[pa.Table]:
+    """``(node, text)`` of the filtered documents of an input file, one bounded chunk at a time."""
+    for t in layout.read_chunks(source.path, [schema.ID, text_column]):
+        uid = layout.node_ids([str(i) for i in t.column(schema.ID).to_pylist()])
+        mask = filter_mask(node_filter, uid)
+        if mask.any():
+            sel = pa.array(np.flatnonzero(mask), pa.int64())
+            yield pa.table({"node": pa.array(uid[mask], pa.int64()),
+                            TEXT: pc.fill_null(pc.cast(t.column(text_column).take(sel), pa.large_string()), "")})
 
 
-def _split_sets(t: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Edge rows (they have an ``other`` end) and set rows of a join partition."""
-    if "other" not in t.column_names:
-        return t.slice(0, 0), t
-    is_edge = pc.is_valid(t.column("other"))
-    return t.filter(is_edge), t.filter(pc.invert(is_edge))
+def member_partitions(text_files: list[str], text_column: str, index_sets: list[Source], members: int,
+                      nparts: int) -> int:
+    """Partitions of the joins that carry the candidates' texts (or indexed sets): about
+    ``PART_BYTES`` of text per partition (a reducer also holds the sets it computes from
+    them), at least ``nparts`` and at most 1024."""
+    total = n = 0
+    for f in text_files:
+        md = pq.ParquetFile(f).metadata
+        names = md.schema.to_arrow_schema().names
+        if text_column in names:
+            c = names.index(text_column)
+            n += md.num_rows
+            total += sum(md.row_group(g).column(c).total_uncompressed_size for g in range(md.num_row_groups))
+    per_doc = 2.5 * total / n if n else 0.0  # text, then ~1.3x its size of 64-bit set values
+    set_parts = layout.set_partitions(index_sets, members, nparts) if index_sets else nparts
+    est = per_doc * members
+    return int(min(max(nparts, set_parts, -(-int(est) // layout.PART_BYTES)), max(nparts, 1024)))
+
+
+# -- inside a component ------------------------------------------------------------------
+
+
+def member_sets(t: pa.Table, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted shingle-hash sets of a reducer's members (flat values + offsets), in row order:
+    computed from ``text`` for this run's documents, read from ``shingles`` for indexed ones."""
+    n = t.num_rows
+    if TEXT in t.column_names:
+        tv, to = MinHasher(1, ngram, seed).shingle_sets(t.column(TEXT))
+    else:
+        tv, to = np.zeros(0, np.uint64), np.zeros(n + 1, np.int64)
+    if SHINGLES in t.column_names:
+        sv, so = layout.flat_sets(t.column(SHINGLES))
+    else:
+        sv, so = np.zeros(0, np.uint64), np.zeros(n + 1, np.int64)
+    return _concat_rows(tv, to, sv, so)
+
+
+@nb.njit(cache=True, nogil=True)
+def _concat_rows(va, oa, vb, ob):
+    """Row-wise concatenation of two set columns (each row has at most one non-empty)."""
+    n = oa.shape[0] - 1
+    out = np.empty(va.shape[0] + vb.shape[0], dtype=np.uint64)
+    off = np.zeros(n + 1, dtype=np.int64)
+    pos = 0
+    for i in range(n):
+        for x in range(oa[i], oa[i + 1]):
+            out[pos] = va[x]
+            pos += 1
+        for x in range(ob[i], ob[i + 1]):
+            out[pos] = vb[x]
+            pos += 1
+        off[i + 1] = pos
+    return out, off
+
+
+@nb.njit(cache=True, nogil=True)
+def take_sets(vals, offs, idx):
+    """The sets of rows ``idx``, in that order."""
+    total = 0
+    for i in idx:
+        total += offs[i + 1] - offs[i]
+    out = np.empty(total, dtype=np.uint64)
+    off = np.zeros(idx.shape[0] + 1, dtype=np.int64)
+    pos = 0
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        for x in range(offs[i], offs[i + 1]):
+            out[pos] = vals[x]
+            pos += 1
+        off[k + 1] = pos
+    return out, off
+
+
+@nb.njit(cache=True, nogil=True)
+def _min_uid_labels(n, ea, eb, uid):
+    """Union-find over edges between rows: every row's component label is the smallest uid
+    in its component, and the component's size."""
+    parent = np.arange(n)
+    for k in range(ea.shape[0]):
+        x, y = ea[k], eb[k]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x != y:
+            if x < y:
+                parent[y] = x
+            else:
+                parent[x] = y
+    label = np.empty(n, dtype=np.int64)
+    size = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        parent[i] = r
+        size[r] += 1
+    low = uid.copy()
+    for i in range(n):
+        if uid[i] < low[parent[i]]:
+            low[parent[i]] = uid[i]
+    for i in range(n):
+        label[i] = low[parent[i]]
+        size[i] = size[parent[i]]
+    return label, size
+
+
+def verified_components(uid: np.ndarray, vals: np.ndarray, offs: np.ndarray, ea_uid: np.ndarray,
+                        eb_uid: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Split candidate components by exact Jaccard: the edges ``(ea_uid, eb_uid)`` between
+    members (rows ``uid`` with sets ``vals``/``offs``) whose Jaccard is ``>= thr`` link
+    their ends. Returns every member's verified component label (its smallest uid), the
+    component's size and the number of verified edges."""
+    ia, fa = lookup(ea_uid, uid)
+    ib, fb = lookup(eb_uid, uid)
+    ok = fa & fb
+    ia, ib = ia[ok].astype(np.int64), ib[ok].astype(np.int64)
+    j = sorted_jaccard(vals, offs, ia, vals, offs, ib) if len(ia) else np.zeros(0)
+    good = j >= thr - 1e-12
+    label, size = _min_uid_labels(len(uid), ia[good], ib[good], uid.astype(np.int64))
+    return label, size, int(good.sum())
 
 
 def lookup(keys: np.ndarray, set_uids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,43 +256,3 @@ def lookup(keys: np.ndarray, set_uids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     pos_c = np.minimum(pos, max(len(su) - 1, 0))
     found = (len(su) > 0) & (su[pos_c] == keys) if len(su) else np.zeros(len(keys), bool)
     return order[pos_c], found
-
-
-def verify_join_a(t: pa.Table) -> pa.Table | None:
-    """Attach the shingle set of edge end ``a``; re-key by ``b``."""
-    edges, sets = _split_sets(t)
-    if edges.num_rows == 0 or sets.num_rows == 0:
-        return None
-    a, b = unique_pairs(int64s(edges, "join_node"), int64s(edges, "other"))
-    idx, found = lookup(a, int64s(sets, "join_node"))
-    a, b, idx = a[found], b[found], idx[found]
-    if len(a) == 0:
-        return None
-    shingles = sets.column(SHINGLES).take(pa.array(idx, pa.int64()))
-    return pa.table({"join_node": pa.array(b, pa.int64()), "other": pa.array(a, pa.int64()), SHINGLES: shingles})
-
-
-class VerifyJoinB:
-    """Compare the carried set of ``a`` with the set of ``b``; keep edges >= threshold."""
-
-    def __init__(self, thr: float):
-        self.thr = thr
-
-    def __call__(self, t: pa.Table) -> pa.Table | None:
-        edges, sets = _split_sets(t)
-        if edges.num_rows == 0 or sets.num_rows == 0:
-            return None
-        b = int64s(edges, "join_node")
-        idx, found = lookup(b, int64s(sets, "join_node"))
-        ei = np.flatnonzero(found)
-        if len(ei) == 0:
-            return None
-        va, oa = layout.flat_sets(edges.column(SHINGLES))
-        vb, ob = layout.flat_sets(sets.column(SHINGLES))
-        j = sorted_jaccard(va, oa, ei.astype(np.int64), vb, ob, idx[ei].astype(np.int64))
-        ok = j >= self.thr - 1e-12
-        a = int64s(edges, "other")[ei][ok]
-        if len(a) == 0:
-            return None
-        return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b[ei][ok], pa.int64()),
-                         "jaccard": pa.array(j[ok], pa.float64())})
