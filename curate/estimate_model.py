@@ -123,38 +123,6 @@ def fit_line(n0: float, y0: float, n1: float, y1: float, *, nonneg: bool = True)
     return Linear(fixed=fixed, per_doc=slope)
 
 
-def fit_power(ns: tuple[float, float, float], ys: tuple[float, float, float]) -> tuple[float, float, float]:
-    """``y = fixed + c * n**p`` through three points, ``p`` in [1, 2] (for deterministic
-    quantities such as bytes written: a cost that grows with the pairs of similar documents
-    grows with the square of the sample). Returns (fixed, c, p)."""
-    (n0, n1, n2), (y0, y1, y2) = ns, ys
-    d1, d2 = y1 - y0, y2 - y1
-
-    def ratio(p: float) -> float:
-        return (n2**p - n1**p) / (n1**p - n0**p)
-
-    if d1 <= 0 or d2 <= 0:
-        p = 1.0
-    else:
-        target, lo, hi = d2 / d1, 1.0, 2.0
-        if target <= ratio(lo):
-            p = lo
-        elif target >= ratio(hi):
-            p = hi
-        else:
-            for _ in range(50):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if ratio(mid) < target else (lo, mid)
-            p = (lo + hi) / 2
-    c = max(0.0, d2) / (n2**p - n1**p)
-    return max(0.0, y2 - c * n2**p), c, p
-
-
-def _power_at(ns: tuple[float, float, float], ys: tuple[float, float, float], n: float) -> float:
-    f, c, p = fit_power(ns, ys)
-    return f + c * n**p
-
-
 class BarrierEstimate(BaseModel):
     node: str
     stage: str
@@ -201,7 +169,6 @@ def predict(m: Measurements, cluster: Cluster) -> Estimate:
     if len(m.points) != 3:
         raise EstimateError("the estimate needs three sample runs")
     w, a, b = m.points
-    ns = (w.input_docs, a.input_docs, b.input_docs)
     if b.input_docs <= a.input_docs or a.input_docs <= 0:
         raise EstimateError(f"the samples are too small to extrapolate from ({a.input_docs} and {b.input_docs} documents)")
     n, n0, n1 = m.real_docs, a.input_docs, b.input_docs
@@ -225,7 +192,10 @@ def predict(m: Measurements, cluster: Cluster) -> Estimate:
             fit_work = fline.per_doc * n * m.fit_threads  # CPU-seconds
             fit_wall = fline.fixed + fit_work / fit_slots
             cpu += fline.fixed + fit_work
-            scratch = _power_at(ns, (pw.fit_written_bytes, pa_.fit_written_bytes, pb.fit_written_bytes), n)
+            # every barrier's scratch is linear in its documents (MinHash verification ships the
+            # text of candidate documents, at most all of them): the line through the two
+            # larger samples, whose slope already holds the sample's growing duplicate share
+            scratch = fit_line(n0, pa_.fit_written_bytes, n1, pb.fit_written_bytes).at(n)
             # the samples' fits ran fit_threads tasks at once: a task's share of the peak
             mem = fit_line(n0, pa_.fit_peak_bytes, n1, pb.fit_peak_bytes).at(n) / m.fit_threads
             per_node_tasks = fit_slots if local else min(cluster.cpus_per_node, -(-fit_slots // cluster.nodes))

@@ -20,7 +20,6 @@ from curate.estimate_model import (
     NodePoint,
     SamplePoint,
     fit_line,
-    fit_power,
     make_cluster,
     parse_size,
     predict,
@@ -32,15 +31,12 @@ runner = CliRunner()
 
 
 # -- the model -------------------------------------------------------------------------------
-def test_lines_and_powers_through_the_sample_points():
+def test_lines_through_the_sample_points():
     line = fit_line(100, 3.0, 400, 6.0)
     assert (line.fixed, line.per_doc) == (2.0, 0.01)
     assert line.at(10_000) == pytest.approx(102.0)
     assert fit_line(100, 5.0, 400, 4.0).per_doc == 0.0  # noise never makes a cost shrink
-    # y = 10 + 2 n^2 through n = 1, 4, 16
-    f, c, p = fit_power((1, 4, 16), (12, 42, 522))
-    assert (f, c, p) == pytest.approx((10, 2, 2), rel=1e-6)
-    assert fit_power((1, 4, 16), (5, 8, 20)) == pytest.approx((4, 1, 1))
+    assert fit_line(100, 6.0, 400, 3.0).at(0) == 6.0  # a falling cost is held, not extrapolated
 
 
 def test_sizes_parse_and_impossible_clusters_are_refused():
