@@ -52,8 +52,8 @@ def write_corpus(root: Path, base_docs: int) -> None:
 def barrier_nodes(root: Path, docs: int, tokens: int) -> dict[str, dict]:
     return {
         "exact_dedup": {"stage": "exact_dedup"},
-        "minhash_dedup": {"stage": "minhash_dedup"},
-        "minhash_dedup+verify": {"stage": "minhash_dedup", "params": {"verify_jaccard": 0.8}},
+        "minhash-unverified": {"stage": "minhash_dedup", "params": {"verify_jaccard": None}},
+        "minhash (defaults)": {"stage": "minhash_dedup"},
         "select_top": {"stage": "select_top", "params": {"column": "quality", "fraction_docs": 0.3}},
         "dsir_resample": {"stage": "dsir_resample", "params": {"target": str(root / "target.parquet"),
                                                                 "budget": docs // 2, "min_tokens": 10}},
