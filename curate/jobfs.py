@@ -311,6 +311,7 @@ def save_npy(p: Any, arr: Any) -> None:
 
     p = path(p)
     if isinstance(p, Path):
+        p.parent.mkdir(parents=True, exist_ok=True)
         np.save(p, arr)
         return
     buf = io.BytesIO()
@@ -336,6 +337,7 @@ def save_npz(p: Any, **arrays: Any) -> None:
 
     p = path(p)
     if isinstance(p, Path):
+        p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f"{p.stem}.{os.getpid()}.{threading.get_ident()}.part.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, p)
