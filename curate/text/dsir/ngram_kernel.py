@@ -14,17 +14,7 @@ import numba as nb
 import numpy as np
 
 from curate.text.dsir.sha256_kernel import sha256_mod
-
-
-@nb.njit(cache=True, inline="always")
-def _fmix(k):
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xFF51AFD7ED558CCD)
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xC4CEB93FE53B8E2B)
-    k ^= k >> np.uint64(33)
-    return k
-
+from curate.text.hash_mix import fmix as _fmix
 
 # The n-gram -> bucket cache is an open-addressing table stored as one uint64 array of
 # 2*cap words: slot i holds ``k1`` at 2i and ``(high 32 bits of k2) | (bucket + 1)`` at 2i+1

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.text.code_point_table import table_from_runs
+
 _SPACE, _WORD, _OTHER = 0, 1, 2
 
 
@@ -62,12 +64,7 @@ def char_class_table() -> np.ndarray:
     """uint8 class per code point: 0 = space, 1 = word, 2 = other (WordPunct semantics)."""
     global _CLASS_TABLE
     if _CLASS_TABLE is None:
-        runs = json.loads(_CLASS_FILE.read_text())["runs"]
-        table = np.empty(sys.maxunicode + 1, dtype=np.uint8)
-        bounds = [r[0] for r in runs] + [len(table)]
-        for (start, cls), end in zip(runs, bounds[1:]):
-            table[start:end] = cls
-        _CLASS_TABLE = table
+        _CLASS_TABLE = table_from_runs(_CLASS_FILE, np.uint8)
     return _CLASS_TABLE
 
 

@@ -25,12 +25,13 @@ Flags (``uint16``):
 
 from __future__ import annotations
 
-import json
 import sys
 import unicodedata
 from pathlib import Path
 
 import numpy as np
+
+from curate.text.code_point_table import table_from_runs
 
 SPACE, ALPHA, LOWER, UPPER, DIGIT, SYMBOL, PUNCT, STERM = 1, 2, 4, 8, 16, 32, 64, 128
 NOSPACE, AFFIX, QUOTE, ICON, CURRENCY = 256, 512, 1024, 2048, 4096
@@ -135,10 +136,5 @@ def class_table() -> np.ndarray:
     """``uint16`` flags per code point (0 .. sys.maxunicode)."""
     global _TABLE
     if _TABLE is None:
-        runs = json.loads(_DATA.read_text())["runs"]
-        table = np.zeros(sys.maxunicode + 1, dtype=np.uint16)
-        bounds = [r[0] for r in runs] + [len(table)]
-        for (start, flags), end in zip(runs, bounds[1:]):
-            table[start:end] = flags
-        _TABLE = table
+        _TABLE = table_from_runs(_DATA, np.uint16)
     return _TABLE

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from curate.text.hash_mix import fmix as _fmix
 from curate.text.heuristics.charclass import ALPHA, LINEBREAK, PUNCT, SPACE, STERM, SYMBOL
 from curate.text.heuristics.words import HASH_BASE, PER_CHAR, _hash, sorted_find, tokenize
 
@@ -44,16 +45,6 @@ def phrase_table(phrases: list[str]) -> np.ndarray:
         out[i, 0] = len(p)
         out[i, 1 : 1 + len(p)] = [ord(c) for c in p]
     return out
-
-
-@nb.njit(cache=True, inline="always")
-def _fmix(k):
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xFF51AFD7ED558CCD)
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xC4CEB93FE53B8E2B)
-    k ^= k >> np.uint64(33)
-    return k
 
 
 @nb.njit(cache=True)
